@@ -1,0 +1,14 @@
+"""Colorization models behind one interface, with no dependency on the web app.
+
+Every model subclasses `Colorizer` (see `colorizers.base`): it maps a batch of
+CIE L* images (B, 1, H, W) to predicted a*b* chroma (B, 2, H, W). Models are
+looked up by name with `get_colorizer`; importing this package registers the
+control methods of `colorizers.controls` (``ground_truth``, ``grayscale``,
+``mean_chroma``). Colour conversions live in `colorizers.color`, checkpoint
+files in `colorizers.checkpoint`, training in ``python -m colorizers.train``.
+"""
+from . import controls  # noqa: F401  (registers the controls)
+from .base import Colorizer, ColorizerInfo
+from .registry import get_colorizer, list_colorizers, register
+
+__all__ = ["Colorizer", "ColorizerInfo", "register", "get_colorizer", "list_colorizers"]
