@@ -1,0 +1,49 @@
+"""Shared fixtures: small real-looking colour images and a tiny fake ImageNet validation folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vtt import sources
+
+
+def colour_image(seed: int, size: tuple[int, int] = (96, 80)) -> Image.Image:
+    """A smooth, strongly coloured test picture, different for each seed."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    channels = []
+    for _ in range(3):
+        fx, fy, phase = rng.uniform(0.02, 0.15), rng.uniform(0.02, 0.15), rng.uniform(0, 6.3)
+        channels.append(0.5 + 0.45 * np.sin(fx * x + fy * y + phase))
+    pixels = (np.stack(channels, axis=-1) * 255).round().astype(np.uint8)
+    return Image.fromarray(pixels)
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Path:
+    """A folder of five colour photographs (PNG and JPEG)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(5):
+        colour_image(i).save(folder / f"photo{i}.{'png' if i % 2 else 'jpg'}")
+    return folder
+
+
+def make_fake_imagenet(root: Path, entries: list[sources.SplitEntry], *, by_wnid: bool) -> Path:
+    """Write one small colour JPEG for each split entry, flat or in wnid folders."""
+    for i, entry in enumerate(entries):
+        folder = root / entry.wnid if by_wnid else root
+        folder.mkdir(parents=True, exist_ok=True)
+        colour_image(1000 + i).save(folder / entry.filename, quality=90)
+    return root
+
+
+@pytest.fixture
+def media_root(settings, tmp_path: Path) -> Path:
+    """A fresh folder for rendered pair images, per test."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT

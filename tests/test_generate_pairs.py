@@ -1,0 +1,184 @@
+"""generate_pairs: idempotent generation, the encoding equality of a pair, bad input."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from django.core.management import CommandError, call_command
+from PIL import Image
+
+from colorizers.color import rgb_to_lab
+from colorizers.controls import MeanChroma
+from tests.conftest import colour_image, make_fake_imagenet
+from vtt import rendering, sources
+from vtt.models import Colorization, Experiment, ExperimentImage, Method, SourceImage
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command("generate_pairs", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def stored(media_root: Path) -> set[str]:
+    return {p.name for p in (media_root / "pairs").iterdir()}
+
+
+def lightness(image: Image.Image) -> np.ndarray:
+    rgb = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    return rgb_to_lab(rgb)[0, 0].numpy()
+
+
+def counts() -> tuple[int, ...]:
+    return tuple(m.objects.count() for m in (Experiment, Method, SourceImage, ExperimentImage, Colorization))
+
+
+@pytest.fixture
+def mean_chroma_checkpoint(tmp_path, photo_dir) -> Path:
+    images = [torch.from_numpy(np.asarray(colour_image(50 + i), dtype=np.float32) / 255).permute(2, 0, 1) for i in range(3)]
+    path = tmp_path / "mean_chroma.pt"
+    MeanChroma.fit(images).save(path)
+    return path
+
+
+def test_generation_registers_every_image_and_method_once(media_root, photo_dir):
+    out = run("--experiment", "t", "--split", f"folder:{photo_dir}", "--methods", "ground_truth,grayscale", "--size", "64")
+    assert "5 images and 10 colorizations added" in out
+    assert counts() == (1, 2, 5, 5, 10)
+    assert len(stored(media_root)) == 15  # 5 real + 10 colorized, each under its own random name
+
+
+def test_a_second_run_with_the_same_arguments_changes_nothing(media_root, photo_dir, mean_chroma_checkpoint):
+    args = ["--experiment", "t", "--split", f"folder:{photo_dir}", "--size", "64",
+            "--checkpoint", f"mean_chroma={mean_chroma_checkpoint}"]
+    run(*args)
+    before, files = counts(), stored(media_root)
+    out = run(*args)
+    assert "0 images and 0 colorizations added, 15 already present" in out
+    assert counts() == before and stored(media_root) == files
+
+
+def test_a_rerun_completes_what_an_interrupted_run_left(media_root, photo_dir):
+    args = ["--experiment", "t", "--split", f"folder:{photo_dir}", "--methods", "ground_truth,grayscale", "--size", "64"]
+    run(*args)
+    Colorization.objects.filter(method__name="grayscale").order_by("id").last().delete()
+    out = run(*args)
+    assert "0 images and 1 colorizations added, 9 already present" in out
+    assert Colorization.objects.count() == 10
+
+
+def test_both_images_of_a_pair_are_encoded_identically(media_root, photo_dir, mean_chroma_checkpoint):
+    run("--experiment", "t", "--split", f"folder:{photo_dir}", "--size", "96",
+        "--checkpoint", f"mean_chroma={mean_chroma_checkpoint}")
+    pairs = media_root / "pairs"
+    for colorization in Colorization.objects.select_related("image"):
+        real = Image.open(pairs / colorization.image.real_file)
+        fake = Image.open(pairs / colorization.file)
+        for image in (real, fake):
+            assert image.format == "JPEG" and image.mode == "RGB" and image.size == (96, 96)
+            assert "exif" not in image.info and "icc_profile" not in image.info and "comment" not in image.info
+            assert image.getexif() == {} and not image.info.get("progressive")
+        assert real.quantization == fake.quantization
+        assert real.layer == fake.layer  # same chroma subsampling (4:4:4)
+        assert real.info.keys() == fake.info.keys()
+        # Same CIE L*: the two differ in chroma only (up to 8-bit, gamut and JPEG rounding).
+        assert np.abs(lightness(fake) - lightness(real)).mean() < 1.5
+        if colorization.method.name == "ground_truth":
+            assert (pairs / colorization.image.real_file).read_bytes() == (pairs / colorization.file).read_bytes()
+        elif colorization.method.name == "grayscale":
+            fake_rgb = np.asarray(fake, dtype=float)
+            assert np.abs(fake_rgb[..., 0] - fake_rgb[..., 2]).max() <= 3  # no chroma
+
+
+def test_the_real_image_keeps_the_source_colours(media_root, photo_dir):
+    run("--experiment", "t", "--split", f"folder:{photo_dir}", "--methods", "grayscale", "--size", "80")
+    image = ExperimentImage.objects.get(source__path="photo0.jpg")
+    real = np.asarray(Image.open(media_root / "pairs" / image.real_file), dtype=float)
+    source = Image.open(photo_dir / "photo0.jpg").convert("RGB")  # 96x80: resize is a no-op on height 80
+    expected = np.asarray(source.crop((8, 0, 88, 80)), dtype=float)
+    assert np.abs(real - expected).mean() < 3
+
+
+def test_imagenet_split_with_limit_and_seed(media_root, tmp_path):
+    entries = sources.select(sources.parse_split(sources.SPLITS_DIR / "ctest10k.txt"), 3, seed=5)
+    root = make_fake_imagenet(tmp_path / "val", entries, by_wnid=True)
+    run("--experiment", "c", "--split", "ctest10k", "--imagenet-val", str(root), "--limit", "3", "--seed", "5",
+        "--methods", "grayscale", "--size", "64")
+    assert sorted(SourceImage.objects.values_list("path", "class_index")) == sorted((e.key, e.class_index) for e in entries)
+
+
+def test_incomplete_imagenet_folder_names_the_missing_files_and_writes_nothing(media_root, tmp_path):
+    entries = sources.select(sources.parse_split(sources.SPLITS_DIR / "ctest10k.txt"), 3, seed=5)
+    root = make_fake_imagenet(tmp_path / "val", entries[:2], by_wnid=False)
+    with pytest.raises(CommandError, match=entries[2].filename):
+        run("--experiment", "c", "--split", "ctest10k", "--imagenet-val", str(root), "--limit", "3", "--seed", "5")
+    assert counts() == (0, 0, 0, 0, 0)
+
+
+def test_unusable_sources_are_skipped_and_recorded(media_root, photo_dir):
+    (photo_dir / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    data = io.BytesIO()
+    colour_image(9).save(data, format="JPEG")
+    (photo_dir / "truncated.jpg").write_bytes(data.getvalue()[: len(data.getvalue()) // 2])
+    colour_image(10).convert("L").save(photo_dir / "gray.png")
+    colour_image(11).convert("CMYK").save(photo_dir / "cmyk.jpg")
+    colour_image(12, size=(40, 30)).save(photo_dir / "tiny.png")
+    colour_image(13).convert("L").convert("RGB").save(photo_dir / "gray-as-rgb.png")
+    out = run("--experiment", "t", "--split", f"folder:{photo_dir}", "--methods", "grayscale", "--size", "64")
+    skipped = Experiment.objects.get(slug="t").preprocessing["skipped"]
+    assert set(skipped) == {"corrupt.jpg", "truncated.jpg", "gray.png", "cmyk.jpg", "tiny.png", "gray-as-rgb.png"}
+    assert "grayscale file" in skipped["gray.png"] and "CMYK" in skipped["cmyk.jpg"]
+    assert "too small" in skipped["tiny.png"] and "no colour" in skipped["gray-as-rgb.png"]
+    assert "skipped truncated.jpg" in out
+    assert ExperimentImage.objects.count() == 5
+
+
+def test_a_changed_checkpoint_for_an_existing_method_is_refused(media_root, photo_dir, mean_chroma_checkpoint, tmp_path):
+    args = ["--experiment", "t", "--split", f"folder:{photo_dir}", "--methods", "mean_chroma", "--size", "64"]
+    run(*args, "--checkpoint", f"mean_chroma={mean_chroma_checkpoint}")
+    other = tmp_path / "other.pt"
+    MeanChroma(n_bins=20).save(other)
+    with pytest.raises(CommandError, match="Use a new method name or a new experiment"):
+        run(*args, "--checkpoint", f"mean_chroma={other}")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--methods", "mean_chroma"], "needs a trained checkpoint"),
+        (["--methods", "nosuch"], "Unknown colorizer 'nosuch'"),
+        (["--checkpoint", "mean_chroma"], "NAME=PATH"),
+        (["--checkpoint", "mean_chroma=/nonexistent/ckpt.pt"], "nonexistent"),
+        (["--methods", "grayscale", "--checkpoint", "mean_chroma=x.pt"], "not among --methods"),
+        (["--split", "folder:/nonexistent/photos"], "image folder not found"),
+        (["--batch-size", "0"], "--batch-size"),
+    ],
+)
+def test_bad_arguments_are_clear_errors_that_write_nothing(media_root, photo_dir, args, message):
+    base = ["--experiment", "t", "--split", f"folder:{photo_dir}"]
+    with pytest.raises(CommandError, match=message):
+        run(*base, *args)
+    assert counts() == (0, 0, 0, 0, 0)
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error(media_root, photo_dir, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CommandError, match="cannot load 'mean_chroma'"):
+        run("--experiment", "t", "--split", f"folder:{photo_dir}", "--checkpoint", f"mean_chroma={bad}")
+    assert counts() == (0, 0, 0, 0, 0)
+
+
+def test_help_explains_every_option():
+    from vtt.management.commands.generate_pairs import Command
+
+    parser = Command().create_parser("manage.py", "generate_pairs")
+    own = [a for a in parser._actions if a.dest not in {"help", "version", "verbosity", "settings", "pythonpath",
+                                                        "traceback", "no_color", "force_color", "skip_checks"}]
+    assert len(own) >= 12
+    assert all(a.help and len(a.help) > 15 for a in own), [a.dest for a in own if not a.help]

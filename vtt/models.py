@@ -1,0 +1,228 @@
+"""The platform's data: experiments, the images and colorizations they rate, and raters' trials.
+
+Data flows one way: SourceImage -> (ExperimentImage, Colorization) -> Trial.
+Writes happen in `vtt.services` and `vtt.generation`; views and commands call them.
+"""
+from __future__ import annotations
+
+import secrets
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+def new_token() -> str:
+    """An opaque, unguessable identifier (128 bits) for URLs and file names."""
+    return secrets.token_hex(16)
+
+
+class Experiment(models.Model):
+    class State(models.TextChoices):
+        DRAFT = "draft", "draft (being prepared)"
+        OPEN = "open", "open to raters"
+        CLOSED = "closed", "closed"
+
+    slug = models.SlugField(unique=True, help_text="Used in the rater URL, e.g. 'pixcolor-ctest10k'.")
+    title = models.CharField(max_length=200)
+    instructions = models.TextField(
+        blank=True,
+        help_text="Consent and instructions shown on the landing page before the first trial.",
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)
+    raters_per_pair = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MinValueValidator(1)],
+        help_text="Distinct raters who answer each (image, method) pair (PixColor: 5).",
+    )
+    trials_per_rater = models.PositiveSmallIntegerField(
+        default=40, validators=[MinValueValidator(1)], help_text="Scored trials in one rater's session."
+    )
+    practice_trials = models.PositiveSmallIntegerField(
+        default=5, help_text="Practice trials with feedback before the scored ones (never scored)."
+    )
+    catch_trial_rate = models.FloatField(
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Fraction of trials that pair the real image with an obviously wrong one.",
+    )
+    exposure_ms = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Hide the pair after this many milliseconds (Zhang et al. 2016: 1000); empty: no limit.",
+    )
+    completion_code = models.CharField(
+        max_length=64, blank=True, help_text="Shown to raters who finish, e.g. a Prolific completion code."
+    )
+    completion_url = models.URLField(
+        blank=True, help_text="If set, raters who finish are sent here instead of seeing the code."
+    )
+    split = models.CharField(
+        max_length=300, blank=True, help_text="Where the images came from: demo, ctest10k, cval1k, folder:PATH."
+    )
+    image_size = models.PositiveSmallIntegerField(
+        default=256, help_text="Side of the square images raters see, in pixels."
+    )
+    preprocessing = models.JSONField(
+        default=dict, blank=True, help_text="How source images were turned into the rated pairs."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Method(models.Model):
+    """One colorization method of one experiment: a registered colorizer or imported results."""
+
+    class Kind(models.TextChoices):
+        REGISTERED = "registered", "registered colorizer"
+        IMPORTED = "imported", "imported folder of results"
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="methods")
+    name = models.SlugField(max_length=100, help_text="Name in reports, e.g. 'zhang2016'.")
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.REGISTERED)
+    colorizer = models.CharField(
+        max_length=100, blank=True, help_text="Registry name of the colorizer (registered methods)."
+    )
+    checkpoint_sha256 = models.CharField(max_length=64, blank=True)
+    checkpoint_path = models.CharField(max_length=500, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    is_control = models.BooleanField(
+        default=False, help_text="A calibration or catch-trial control, not a method under test."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["experiment", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "name"], name="unique_method_name_per_experiment")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.experiment.slug}/{self.name}"
+
+
+class SourceImage(models.Model):
+    """A colour photograph as found on disk, identified by split and path."""
+
+    split = models.CharField(max_length=300, help_text="demo, ctest10k, cval1k or folder:PATH.")
+    path = models.CharField(max_length=500, help_text="Path within the split, e.g. 'n01440764/ILSVRC2012_val_00000293.JPEG'.")
+    class_index = models.PositiveSmallIntegerField(null=True, blank=True, help_text="ImageNet class 0-999, if known.")
+    sha256 = models.CharField(max_length=64, help_text="Content hash of the source file.")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["split", "path"]
+        constraints = [models.UniqueConstraint(fields=["split", "path"], name="unique_source_path")]
+
+    def __str__(self) -> str:
+        return f"{self.split}:{self.path}"
+
+
+class ExperimentImage(models.Model):
+    """A source image taken into an experiment, with its real-colour rendering."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="images")
+    source = models.ForeignKey(SourceImage, on_delete=models.PROTECT, related_name="uses")
+    real_file = models.CharField(max_length=100, help_text="Stored file (random name) of the real image.")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["experiment", "source"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "source"], name="unique_image_per_experiment")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.experiment.slug}:{self.source.path}"
+
+
+class Colorization(models.Model):
+    """One method's colorization of one experiment image: the other half of a pair."""
+
+    image = models.ForeignKey(ExperimentImage, on_delete=models.CASCADE, related_name="colorizations")
+    method = models.ForeignKey(Method, on_delete=models.CASCADE, related_name="colorizations")
+    file = models.CharField(max_length=100, help_text="Stored file (random name) of the colorized image.")
+    seed = models.BigIntegerField(help_text="Seed of the random generator the colorizer was given.")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["image", "method"]
+        constraints = [
+            models.UniqueConstraint(fields=["image", "method"], name="unique_colorization_per_pair")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method.name} on {self.image.source.path}"
+
+
+class Rater(models.Model):
+    """A person taking an experiment, anonymous or identified by a panel's participant id."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="raters")
+    token = models.CharField(max_length=32, unique=True, default=new_token, editable=False)
+    external_id = models.CharField(max_length=200, blank=True, help_text="e.g. PROLIFIC_PID.")
+    study_id = models.CharField(max_length=200, blank=True)
+    session_id = models.CharField(max_length=200, blank=True)
+    user_agent = models.CharField(max_length=400, blank=True)
+    started = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    flagged = models.BooleanField(default=False, help_text="Failed too many catch trials.")
+
+    class Meta:
+        ordering = ["experiment", "started"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="one_session_per_external_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id or self.token[:8]
+
+
+class Trial(models.Model):
+    """One pair shown to one rater: which side held the real image, and what they chose."""
+
+    class Kind(models.TextChoices):
+        PRACTICE = "practice", "practice (feedback, never scored)"
+        SCORED = "scored", "scored"
+        CATCH = "catch", "catch (attention check)"
+
+    class Side(models.TextChoices):
+        LEFT = "L", "left"
+        RIGHT = "R", "right"
+
+    rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="trials")
+    colorization = models.ForeignKey(Colorization, on_delete=models.PROTECT, related_name="trials")
+    token = models.CharField(max_length=32, unique=True, default=new_token, editable=False)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.SCORED)
+    position = models.PositiveSmallIntegerField(help_text="Order of the trial in the rater's session, from 1.")
+    real_side = models.CharField(max_length=1, choices=Side.choices)
+    shown = models.DateTimeField(auto_now_add=True, help_text="When the trial was handed to the rater.")
+    answered = models.DateTimeField(null=True, blank=True)
+    choice = models.CharField(max_length=1, choices=Side.choices, blank=True)
+    response_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="From the moment both images were visible to the answer (browser clock)."
+    )
+
+    class Meta:
+        ordering = ["rater", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["rater", "position"], name="unique_trial_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"trial {self.position} of {self.rater}"
+
+    @property
+    def chose_generated(self) -> bool | None:
+        """True when the rater picked the colorized image; None before an answer."""
+        return None if not self.choice else self.choice != self.real_side

@@ -1,0 +1,133 @@
+"""From a source file to the JPEG bytes a rater sees, by one code path for both images of a pair.
+
+Preprocessing (recorded on the experiment by `PREPROCESSING`):
+
+1. Decode with Pillow, apply the EXIF orientation, convert an embedded ICC profile to
+   sRGB, and refuse what is not a usable colour photograph: unreadable or truncated
+   files, grayscale or CMYK files, images whose shorter side is under `MIN_SIDE`, and
+   RGB files without colour (no pixel with |a*| or |b*| above 5, Zhang et al.'s rule).
+2. Resize the shorter side to ``size`` (bicubic, antialiased) and centre-crop a square,
+   the 256x256 presentation of Zhang et al. 2016.
+3. Convert to CIE Lab (D65). The colorizer sees L* only.
+
+Rendering: the real image is the source's L* with its own a*b*; the generated image
+is the same L* with the predicted a*b*. Both go through `encode` (Lab -> sRGB,
+round to 8 bits, JPEG at the settings of `JPEG_SETTINGS`, no EXIF, no ICC, no
+comments), so size, mode, quantization tables and metadata are identical, and only
+the chroma differs. Chroma subsampling is off (4:4:4) because chroma is exactly what
+the raters judge.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageCms, ImageOps
+
+from colorizers.color import lab_to_rgb, rgb_to_lab
+
+MIN_SIDE = 64
+MIN_CHROMA = 5.0
+JPEG_SETTINGS = {"format": "JPEG", "quality": 95, "subsampling": 0, "optimize": False, "progressive": False}
+PREPROCESSING = {
+    "decode": "Pillow; EXIF orientation applied; embedded ICC profile converted to sRGB",
+    "reject": f"unreadable, truncated, grayscale, CMYK, shorter side < {MIN_SIDE} px, no pixel with |a*| or |b*| > {MIN_CHROMA}",
+    "resize": "shorter side to SIZE (bicubic, antialiased), centre crop SIZE x SIZE",
+    "color_space": "sRGB -> CIE Lab (D65); the colorizer sees L*",
+    "render": "source L* + a*b* -> sRGB, rounded to 8 bits",
+    "encoding": "JPEG quality 95, 4:4:4, baseline, no EXIF/ICC (Pillow)",
+}
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+class ImageError(ValueError):
+    """A source file that cannot be used as a colour photograph; the message says why."""
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Decode a colour photograph as an 8-bit sRGB image, or raise ImageError saying why not."""
+    path = Path(path)
+    try:
+        with Image.open(path) as probe:
+            probe.verify()
+        image = Image.open(path)
+        image.load()  # decodes fully: a truncated file fails here
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{path}: not a readable image ({exc})") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image = ImageOps.exif_transpose(image)
+    if image.mode in {"1", "L", "LA", "I", "I;16", "F"}:
+        raise ImageError(f"{path}: grayscale file (mode {image.mode}), no true colours to compare with")
+    if image.mode == "CMYK":
+        raise ImageError(f"{path}: CMYK file; convert it to sRGB first, the platform does not guess")
+    if image.mode not in {"RGB", "RGBA", "P", "PA"}:
+        raise ImageError(f"{path}: unsupported image mode {image.mode}")
+    icc = image.info.get("icc_profile")
+    image = image.convert("RGB")
+    if icc:
+        try:
+            source_profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            image = ImageCms.profileToProfile(image, source_profile, _SRGB, outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError) as exc:
+            raise ImageError(f"{path}: embedded ICC profile cannot be applied ({exc})") from None
+    if min(image.size) < MIN_SIDE:
+        raise ImageError(f"{path}: too small ({image.width}x{image.height}, shorter side < {MIN_SIDE} px)")
+    return image
+
+
+def preprocess(image: Image.Image, size: int) -> torch.Tensor:
+    """Resize the shorter side to ``size`` and centre-crop; returns Lab (3, size, size) float32."""
+    scale = size / min(image.size)
+    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+    resized = image.resize((width, height), Image.Resampling.BICUBIC)
+    left, top = (width - size) // 2, (height - size) // 2
+    cropped = resized.crop((left, top, left + size, top + size))
+    rgb = torch.from_numpy(np.asarray(cropped, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return rgb_to_lab(rgb[None])[0]
+
+
+def load_lab(path: str | Path, size: int) -> torch.Tensor:
+    """`load_rgb` then `preprocess`, refusing sources without colour."""
+    lab = preprocess(load_rgb(path), size)
+    if float(lab[1:].abs().max()) <= MIN_CHROMA:
+        raise ImageError(f"{path}: no colour (no pixel with |a*| or |b*| above {MIN_CHROMA})")
+    return lab
+
+
+def encode(L: torch.Tensor, ab: torch.Tensor) -> bytes:
+    """JPEG bytes of the image with luminance ``L`` (1, H, W) and chroma ``ab`` (2, H, W)."""
+    lab = torch.cat([L, ab], dim=0).float().cpu()[None]
+    rgb = lab_to_rgb(lab)[0]
+    pixels = (rgb * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, **JPEG_SETTINGS)
+    return buffer.getvalue()
+
+
+def write_atomic(directory: Path, name: str, data: bytes) -> Path:
+    """Write ``data`` to ``directory/name`` so that the file is either whole or absent."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / name
+    temporary = directory / f".{name}.partial"
+    with open(temporary, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, final)
+    return final

@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from . import views
+
+rater_patterns = [
+    path("", views.index, name="index"),
+    path("e/<slug:slug>/", views.landing, name="landing"),
+    path("e/<slug:slug>/start/", views.start, name="start"),
+    path("e/<slug:slug>/trial/", views.trial, name="trial"),
+    path("e/<slug:slug>/answer/", views.answer, name="answer"),
+    path("e/<slug:slug>/done/", views.done, name="done"),
+    path("img/<str:name>", views.image, name="image"),
+    path("staff/", views.dashboard, name="dashboard"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include((rater_patterns, "vtt"))),
+]
