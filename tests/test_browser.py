@@ -45,8 +45,8 @@ def test_a_rater_answers_by_click_and_by_keys_and_gets_the_code(browser, live_se
                                   lambda: page.keyboard.press("f"), lambda: page.keyboard.press("j")], start=1):
         page.wait_for_selector(".pair:not(.loading)")
         assert page.inner_text(".progress") == f"{number} of 4"
-        act()
-        page.wait_for_load_state()
+        with page.expect_navigation():  # the answer posts, then the next trial loads
+            act()
     page.wait_for_selector(".code")
     assert page.inner_text(".code") == "BRWS3R"
     choices = list(Trial.objects.order_by("position").values_list("choice", flat=True))
