@@ -21,8 +21,21 @@ or (3, H, W), compute in float32 (float64 stays float64; bfloat16 and float16
 are promoted, because their 8-bit mantissa loses about one L* unit), and
 return the input's dtype on the input's device.
 
+`rgb_to_yuv` / `yuv_to_rgb` (analog YUV of ITU-R BT.601, Liang et al. 2016's space)
+and `rgb_to_ycbcr` / `ycbcr_to_rgb` (full-range BT.601 YCbCr as JPEG uses it,
+PixColor's space) are linear maps of the gamma-encoded sRGB values, exactly
+invertible; their inverses do not clip, so an out-of-gamut prediction stays visible
+to the caller, which clamps when it renders.
+
+* YUV: Y = 0.299 R + 0.587 G + 0.114 B in [0, 1], U = 0.492111 (B - Y) in
+  [-0.436, 0.436], V = 0.877283 (R - Y) in [-0.615, 0.615].
+* YCbCr (JFIF): Y as above, Cb = (B - Y) / 1.772, Cr = (R - Y) / 1.402, both in
+  [-0.5, 0.5] (centred on 0 here, not on 0.5 or 128).
+
 References
 ----------
+ITU-R BT.601-7 (2011), Studio encoding parameters of digital television.
+ITU-T T.871 (2011), JPEG File Interchange Format (the full-range YCbCr equations).
 IEC 61966-2-1:1999, Multimedia systems and equipment - Colour measurement and
 management - Default RGB colour space - sRGB.
 CIE 15:2004, Colorimetry, 3rd edition.
@@ -32,7 +45,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["rgb_to_lab", "lab_to_rgb"]
+__all__ = ["rgb_to_lab", "lab_to_rgb", "rgb_to_yuv", "yuv_to_rgb", "rgb_to_ycbcr", "ycbcr_to_rgb"]
 
 # linear sRGB -> CIE XYZ (D65), rows X, Y, Z
 _RGB_TO_XYZ = torch.tensor(
@@ -117,3 +130,49 @@ def _working_copy(t: torch.Tensor, what: str) -> torch.Tensor:
 def _apply_matrix(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Multiply every pixel's 3-vector of ``x`` (..., 3, H, W) by ``m`` (3, 3)."""
     return torch.einsum("ij,...jhw->...ihw", m.to(device=x.device, dtype=x.dtype), x)
+
+
+_LUMA = (0.299, 0.587, 0.114)   # BT.601 luma weights on gamma-encoded R, G, B
+_RGB_TO_YUV = torch.tensor(
+    [
+        list(_LUMA),
+        [-0.492111 * _LUMA[0], -0.492111 * _LUMA[1], 0.492111 * (1 - _LUMA[2])],
+        [0.877283 * (1 - _LUMA[0]), -0.877283 * _LUMA[1], -0.877283 * _LUMA[2]],
+    ],
+    dtype=torch.float64,
+)
+_RGB_TO_YCBCR = torch.tensor(
+    [
+        list(_LUMA),
+        [-_LUMA[0] / 1.772, -_LUMA[1] / 1.772, (1 - _LUMA[2]) / 1.772],
+        [(1 - _LUMA[0]) / 1.402, -_LUMA[1] / 1.402, -_LUMA[2] / 1.402],
+    ],
+    dtype=torch.float64,
+)
+_YUV_TO_RGB = torch.linalg.inv(_RGB_TO_YUV)
+_YCBCR_TO_RGB = torch.linalg.inv(_RGB_TO_YCBCR)
+
+
+def _linear_map(m: torch.Tensor, x: torch.Tensor, what: str) -> torch.Tensor:
+    work = _working_copy(x, what)
+    return _apply_matrix(m, work).to(x.dtype)
+
+
+def rgb_to_yuv(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB (gamma-encoded, [0, 1]) -> YUV of BT.601: Y in [0, 1], U, V signed."""
+    return _linear_map(_RGB_TO_YUV, rgb, "rgb")
+
+
+def yuv_to_rgb(yuv: torch.Tensor) -> torch.Tensor:
+    """Exact inverse of `rgb_to_yuv` (no clipping)."""
+    return _linear_map(_YUV_TO_RGB, yuv, "yuv")
+
+
+def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB (gamma-encoded, [0, 1]) -> full-range YCbCr: Y in [0, 1], Cb, Cr in [-0.5, 0.5]."""
+    return _linear_map(_RGB_TO_YCBCR, rgb, "rgb")
+
+
+def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
+    """Exact inverse of `rgb_to_ycbcr` (no clipping)."""
+    return _linear_map(_YCBCR_TO_RGB, ycbcr, "ycbcr")

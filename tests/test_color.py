@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from colorizers import color
 from colorizers.color import lab_to_rgb, rgb_to_lab
 
 # sRGB colour -> CIE Lab (D65), reference values of the sRGB/D65 conversion
@@ -87,3 +88,18 @@ def test_integer_input_is_refused():
 def test_wrong_channel_count_is_refused():
     with pytest.raises(ValueError, match=r"\(\.\.\., 3, H, W\)"):
         lab_to_rgb(torch.zeros(1, 2, 4, 4))
+
+
+@pytest.mark.parametrize("forward, inverse", [(color.rgb_to_yuv, color.yuv_to_rgb), (color.rgb_to_ycbcr, color.ycbcr_to_rgb)])
+def test_yuv_and_ycbcr_round_trip_exactly(forward, inverse):
+    rgb = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.allclose(inverse(forward(rgb)), rgb, atol=1e-12)
+
+
+def test_yuv_and_ycbcr_reference_values():
+    # BT.601: pure red has Y 0.299, U -0.14713, V 0.615; JFIF: Cb -0.168736, Cr 0.5.
+    red = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64).view(3, 1, 1)
+    assert torch.allclose(color.rgb_to_yuv(red).flatten(), torch.tensor([0.299, -0.14713, 0.615], dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(color.rgb_to_ycbcr(red).flatten(), torch.tensor([0.299, -0.168736, 0.5], dtype=torch.float64), atol=1e-6)
+    grey = torch.full((3, 1, 1), 0.4)
+    assert torch.allclose(color.rgb_to_ycbcr(grey).flatten(), torch.tensor([0.4, 0.0, 0.0]), atol=1e-6)
