@@ -43,6 +43,19 @@ def make_fake_imagenet(root: Path, entries: list[sources.SplitEntry], *, by_wnid
 
 
 @pytest.fixture
+def mean_chroma_checkpoint(tmp_path: Path) -> Path:
+    """A fitted mean_chroma model: a third, tested method beside the two controls."""
+    import torch
+
+    from colorizers.controls import MeanChroma
+
+    images = [torch.from_numpy(np.asarray(colour_image(50 + i), dtype=np.float32) / 255).permute(2, 0, 1) for i in range(3)]
+    path = tmp_path / "mean_chroma.pt"
+    MeanChroma.fit(images).save(path)
+    return path
+
+
+@pytest.fixture
 def media_root(settings, tmp_path: Path) -> Path:
     """A fresh folder for rendered pair images, per test."""
     settings.MEDIA_ROOT = tmp_path / "media"

@@ -1,4 +1,4 @@
-"""A rater's session in a real browser: Debian's chromium driven by Playwright, headless."""
+"""A rater's whole session in a real browser: Debian's chromium driven by Playwright, headless."""
 from __future__ import annotations
 
 import io
@@ -9,6 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.db import connections
 
+from tests.conftest import colour_image
+from vtt import services
 from vtt.models import Experiment, Trial
 
 CHROMIUM = "/usr/bin/chromium"
@@ -33,22 +35,65 @@ def browser():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_rater_answers_by_click_and_by_keys_and_gets_the_code(browser, live_server, media_root, photo_dir):
-    call_command("generate_pairs", "--experiment", "b", "--split", f"folder:{photo_dir}", "--methods", "ground_truth,grayscale",
-                 "--size", "64", "--trials-per-rater", "4", "--open", stdout=io.StringIO(), stderr=io.StringIO())
-    Experiment.objects.filter(slug="b").update(completion_code="BRWS3R")
-    page = browser.new_page()
+def test_a_rater_session_in_the_browser(browser, live_server, media_root, photo_dir, mean_chroma_checkpoint):
+    for i in range(5, 9):
+        colour_image(i).save(photo_dir / f"extra{i}.png")
+    call_command("generate_pairs", "--experiment", "b", "--split", f"folder:{photo_dir}", "--size", "64",
+                 "--checkpoint", f"mean_chroma={mean_chroma_checkpoint}", stdout=io.StringIO(), stderr=io.StringIO())
+    Experiment.objects.filter(slug="b").update(
+        completion_code="BRWS3R", trials_per_rater=5, practice_trials=2, catch_trial_rate=0.2
+    )
+    services.experiment_open(experiment=Experiment.objects.get(slug="b"))
+
+    page = browser.new_page(viewport={"width": 1000, "height": 700})
     page.goto(f"{live_server.url}/e/b/")
     assert "Which image has the true colors?" in page.inner_text("body")
     page.click("button.start")
-    for number, act in enumerate([lambda: page.click("button.side >> nth=0"), lambda: page.keyboard.press("ArrowRight"),
-                                  lambda: page.keyboard.press("f"), lambda: page.keyboard.press("j")], start=1):
+
+    # Two practice trials with feedback, then six trials (five scored, one catch), by click and by keys.
+    actions = ["click-left", "key-ArrowRight", "click-right", "key-f", "key-j", "key-ArrowLeft", "click-left", "key-j"]
+    shown = []  # (token, left src) of each trial as displayed
+    for number, action in enumerate(actions):
         page.wait_for_selector(".pair:not(.loading)")
-        assert page.inner_text(".progress") == f"{number} of 4"
-        with page.expect_navigation():  # the answer posts, then the next trial loads
-            act()
+        label = page.inner_text(".progress")
+        assert label == (f"Practice {number + 1} of 2" if number < 2 else f"{number - 1} of 6")
+        token = page.input_value("input[name=trial]")
+        shown.append((token, page.get_attribute("button.side >> nth=0 >> img", "src")))
+        kind, what = action.split("-")
+        if kind == "click":
+            page.click(f"button.side >> nth={0 if what == 'left' else 1}")
+        else:
+            page.keyboard.press(what)
+        if number < 2:  # practice answers get feedback
+            page.wait_for_selector("#feedback:not([hidden])")
+            assert page.inner_text("#feedback").startswith(("Correct", "Not this time"))
+        if number + 1 < len(actions):
+            page.wait_for_function("t => document.querySelector('input[name=trial]').value !== t", arg=token)
     page.wait_for_selector(".code")
     assert page.inner_text(".code") == "BRWS3R"
-    choices = list(Trial.objects.order_by("position").values_list("choice", flat=True))
-    assert choices == ["L", "R", "L", "R"]
-    assert all(ms is not None and ms < 60_000 for ms in Trial.objects.values_list("response_ms", flat=True))
+
+    trials = {t.token: t for t in Trial.objects.select_related("colorization__image")}
+    assert [trials[token].choice for token, _ in shown] == ["L", "R", "R", "L", "R", "L", "L", "R"]
+    assert {trials[token].kind for token, _ in shown} == {"practice", "scored", "catch"}
+    assert all(t.response_ms is not None and t.response_ms < 60_000 for t in trials.values())
+    # What the page showed on the left was the real image exactly when the server said so,
+    # and the real image appeared on both sides across the session.
+    left_is_real = [src.endswith(trials[token].colorization.image.real_file) for token, src in shown]
+    assert left_is_real == [trials[token].real_side == "L" for token, _ in shown]
+    assert any(left_is_real[2:]) and not all(left_is_real[2:])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pair_is_hidden_after_the_exposure_limit(browser, live_server, media_root, photo_dir, mean_chroma_checkpoint):
+    call_command("generate_pairs", "--experiment", "x", "--split", f"folder:{photo_dir}", "--size", "64",
+                 "--checkpoint", f"mean_chroma={mean_chroma_checkpoint}", stdout=io.StringIO(), stderr=io.StringIO())
+    Experiment.objects.filter(slug="x").update(exposure_ms=300, trials_per_rater=2, practice_trials=0, catch_trial_rate=0)
+    services.experiment_open(experiment=Experiment.objects.get(slug="x"))
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/e/x/")
+    page.click("button.start")
+    page.wait_for_selector(".pair:not(.loading)")
+    page.wait_for_selector(".pair.hidden", timeout=5000)  # hidden after 300 ms
+    page.keyboard.press("ArrowLeft")  # and still answerable
+    page.wait_for_function("() => document.querySelector('#number').textContent === '2'")
+    assert Trial.objects.filter(answered__isnull=False).count() == 1

@@ -38,14 +38,6 @@ def counts() -> tuple[int, ...]:
     return tuple(m.objects.count() for m in (Experiment, Method, SourceImage, ExperimentImage, Colorization))
 
 
-@pytest.fixture
-def mean_chroma_checkpoint(tmp_path, photo_dir) -> Path:
-    images = [torch.from_numpy(np.asarray(colour_image(50 + i), dtype=np.float32) / 255).permute(2, 0, 1) for i in range(3)]
-    path = tmp_path / "mean_chroma.pt"
-    MeanChroma.fit(images).save(path)
-    return path
-
-
 def test_generation_registers_every_image_and_method_once(media_root, photo_dir):
     out = run("--experiment", "t", "--split", f"folder:{photo_dir}", "--methods", "ground_truth,grayscale", "--size", "64")
     assert "5 images and 10 colorizations added" in out

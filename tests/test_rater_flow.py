@@ -1,127 +1,276 @@
-"""A rater's path through Django's test client, and each bad input refused without a write."""
+"""The rater's path through Django's test client, the panels, and each bad input refused without a write."""
 from __future__ import annotations
 
+import csv
 import io
+import json
 import re
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from vtt.models import Colorization, Experiment, Rater, Trial
+from tests.conftest import colour_image
+from vtt import services
+from vtt.models import Experiment, Method, Rater, Slot, Trial
 
 pytestmark = pytest.mark.django_db
+JSON = {"HTTP_ACCEPT": "application/json"}
 
 
-@pytest.fixture
-def experiment(media_root, photo_dir) -> Experiment:
+def make_experiment(photo_dir: Path, checkpoint: Path, *, images: int = 5, **design) -> Experiment:
+    for i in range(5, images):
+        colour_image(i).save(photo_dir / f"extra{i}.png")
     call_command(
-        "generate_pairs", "--experiment", "e", "--split", f"folder:{photo_dir}", "--methods", "ground_truth,grayscale",
-        "--size", "64", "--trials-per-rater", "3", "--open", stdout=io.StringIO(), stderr=io.StringIO(),
+        "generate_pairs", "--experiment", "e", "--split", f"folder:{photo_dir}", "--size", "64",
+        "--checkpoint", f"mean_chroma={checkpoint}", stdout=io.StringIO(), stderr=io.StringIO(),
     )
     experiment = Experiment.objects.get(slug="e")
-    experiment.completion_code = "C0DE42"
-    experiment.save()
+    defaults = {"completion_code": "C0DE42", "trials_per_rater": 3, "practice_trials": 1, "catch_trial_rate": 0.34}
+    Experiment.objects.filter(pk=experiment.pk).update(**{**defaults, **design})
+    experiment.refresh_from_db()
+    services.experiment_open(experiment=experiment)
+    experiment.refresh_from_db()
     return experiment
 
 
-def start(client: Client, experiment: Experiment, **panel: str) -> None:
-    landing = client.get(reverse("vtt:landing", args=[experiment.slug]), panel)
+@pytest.fixture
+def experiment(media_root, photo_dir, mean_chroma_checkpoint) -> Experiment:
+    """5 images x (ground_truth, mean_chroma rated; grayscale for catch): 1 practice, 3 scored, 1 catch."""
+    return make_experiment(photo_dir, mean_chroma_checkpoint)
+
+
+def start(client: Client, experiment: Experiment, **params: str):
+    landing = client.get(reverse("vtt:landing", args=[experiment.slug]), params)
     assert landing.status_code == 200
     assert "Which image has the true colors?" in landing.content.decode()
-    client.post(reverse("vtt:start", args=[experiment.slug]), panel)
+    return client.post(reverse("vtt:start", args=[experiment.slug]), params)
 
 
-def current_trial(client: Client, experiment: Experiment):
+def page_state(client: Client, experiment: Experiment) -> dict:
     page = client.get(reverse("vtt:trial", args=[experiment.slug]))
-    assert page.status_code == 200
-    return page, Trial.objects.get(token=page.context["trial"].token)
+    assert page.status_code == 200, page
+    match = re.search(r'<script id="vtt-state" type="application/json">(.*?)</script>', page.content.decode(), re.S)
+    return json.loads(match.group(1))
 
 
-def answer(client: Client, experiment: Experiment, trial: Trial, choice: str, **extra):
-    data = {"trial": trial.token, "choice": choice, "response_ms": "850", **extra}  # extra may replace any field
-    return client.post(reverse("vtt:answer", args=[experiment.slug]), data)
+def post_answer(client: Client, experiment: Experiment, token: str, choice: str, **extra):
+    data = {"trial": token, "choice": choice, "response_ms": "850", **extra}
+    return client.post(reverse("vtt:answer", args=[experiment.slug]), data, **JSON)
 
 
-def test_a_rater_completes_a_session(experiment):
+def snapshot():
+    return (
+        list(Trial.objects.order_by("id").values()),
+        list(Rater.objects.order_by("id").values()),
+        list(Slot.objects.order_by("id").values()),
+    )
+
+
+def run_session(client: Client, experiment: Experiment, choose=lambda trial: "L") -> list[dict]:
+    """Answer every trial the server hands out; returns the JSON bodies of the answers."""
+    state = page_state(client, experiment)
+    current, bodies = state["current"], []
+    while current is not None:
+        response = post_answer(client, experiment, current["token"], choose(current))
+        assert response.status_code == 200, response.content
+        bodies.append(response.json())
+        current = bodies[-1]["current"]
+    return bodies
+
+
+def test_a_rater_completes_a_session_with_practice_scored_and_catch_trials(experiment):
     client = Client()
     start(client, experiment)
-    seen = set()
-    for number in (1, 2, 3):
-        page, trial = current_trial(client, experiment)
-        html = page.content.decode()
-        assert f"{number} of 3" in html
-        urls = re.findall(r'<img src="([^"]+)"', html)
-        assert len(urls) == 2 and all(re.fullmatch(r"/img/[0-9a-f]{32}\.jpg", u) for u in urls)
-        real_url = reverse("vtt:image", args=[trial.colorization.image.real_file])
-        assert urls[0 if trial.real_side == "L" else 1] == real_url
-        seen.add(trial.colorization.image_id)
-        response = answer(client, experiment, trial, "L")
-        assert response.status_code == 302
-        trial.refresh_from_db()
-        assert trial.choice == "L" and trial.response_ms == 850 and trial.answered is not None
-        assert trial.chose_generated == (trial.real_side == "R")
-    assert len(seen) == 3  # never the same source image twice
-    finished = client.get(reverse("vtt:trial", args=[experiment.slug]))
-    assert finished.status_code == 302 and finished["Location"] == reverse("vtt:done", args=["e"])
-    done = client.get(finished["Location"])
+    state = page_state(client, experiment)
+    assert state["current"]["practice"] and (state["current"]["number"], state["current"]["total"]) == (1, 1)
+    assert state["next"] is not None and not state["next"]["practice"]  # preloaded
+    assert all(re.fullmatch(r"/img/[0-9a-f]{32}\.jpg", state["current"][side]) for side in ("left", "right"))
+    bodies = run_session(client, experiment)
+    assert bodies[0]["feedback"] is not None  # practice: feedback
+    assert all(body["feedback"] is None for body in bodies[1:])  # scored and catch: none
+    rater = Rater.objects.get()
+    kinds = list(rater.trials.order_by("position").values_list("kind", flat=True))
+    assert kinds[0] == "practice" and sorted(kinds[1:]) == ["catch", "scored", "scored", "scored"]
+    images = list(rater.trials.values_list("colorization__image_id", flat=True))
+    assert len(images) == len(set(images)) == 5  # never the same source image twice
+    sides = list(rater.trials.exclude(kind="practice").values_list("real_side", flat=True))
+    assert abs(sides.count("L") - sides.count("R")) <= 1
+    catch = rater.trials.get(kind="catch")
+    assert catch.colorization.method.role == Method.Role.CATCH and not catch.counted
+    assert all(rater.trials.filter(kind="scored").values_list("counted", flat=True))
+    assert rater.finished is not None
+    done = client.get(reverse("vtt:done", args=[experiment.slug]))
     assert "C0DE42" in done.content.decode()
-    assert Rater.objects.get().finished is not None
 
 
-def test_a_reload_shows_the_same_pending_trial(experiment):
+def test_progress_counts_scored_and_catch_trials_together(experiment):
     client = Client()
     start(client, experiment)
-    _, first = current_trial(client, experiment)
-    _, again = current_trial(client, experiment)
-    assert first == again and Trial.objects.count() == 1
+    bodies = run_session(client, experiment)
+    numbers = [(b["current"]["number"], b["current"]["total"]) for b in bodies if b["current"]]
+    assert numbers == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_a_reload_shows_the_same_trial_and_the_same_preloaded_next(experiment):
+    client = Client()
+    start(client, experiment)
+    first, again = page_state(client, experiment), page_state(client, experiment)
+    assert first["current"] == again["current"] and first["next"] == again["next"]
+    assert Trial.objects.count() == 2
 
 
 def test_both_images_are_served_with_the_same_headers(experiment):
     client = Client()
     start(client, experiment)
-    _, trial = current_trial(client, experiment)
-    responses = [client.get(reverse("vtt:image", args=[name])) for name in (trial.colorization.image.real_file, trial.colorization.file)]
+    state = page_state(client, experiment)
+    responses = [client.get(state["next"][side]) for side in ("left", "right")]
     headers = [{k: v for k, v in r.headers.items() if k != "Content-Length"} for r in responses]
     assert headers[0] == headers[1]
-    assert "Last-Modified" not in headers[0] and "ETag" not in headers[0]
+    assert "Last-Modified" not in headers[0] and "ETag" not in headers[0] and "Content-Disposition" not in headers[0]
     assert all(r.status_code == 200 and r["Content-Type"] == "image/jpeg" for r in responses)
 
 
-def test_a_prolific_participant_resumes_with_the_same_link(experiment):
+def test_a_prolific_participant_resumes_and_is_sent_back_to_prolific(experiment):
+    Experiment.objects.filter(pk=experiment.pk).update(panel=Experiment.Panel.PROLIFIC)
     panel = {"PROLIFIC_PID": "p-123", "STUDY_ID": "s-1", "SESSION_ID": "x-1"}
     first = Client()
     start(first, experiment, **panel)
-    _, trial = current_trial(first, experiment)
-    second = Client()  # same link, another browser
+    token = page_state(first, experiment)["current"]["token"]
+    second = Client()  # the same study link in another browser
     start(second, experiment, **panel)
-    _, again = current_trial(second, experiment)
-    assert trial == again and Rater.objects.get().external_id == "p-123"
+    assert page_state(second, experiment)["current"]["token"] == token
+    rater = Rater.objects.get()
+    assert (rater.external_id, rater.study_id, rater.session_id) == ("p-123", "s-1", "x-1")
+    run_session(second, experiment)
+    done = second.get(reverse("vtt:done", args=[experiment.slug]))
+    assert done.status_code == 302
+    assert done["Location"] == "https://app.prolific.com/submissions/complete?cc=C0DE42"
+    third = Client()  # one external id takes an experiment once
+    assert start(third, experiment, **panel)["Location"] == reverse("vtt:done", args=[experiment.slug])
+    assert Rater.objects.count() == 1
 
 
-def snapshot():
-    return list(Trial.objects.order_by("id").values()), list(Rater.objects.order_by("id").values())
+def test_a_custom_panel_names_its_parameter_and_completion_url(experiment):
+    Experiment.objects.filter(pk=experiment.pk).update(
+        panel=Experiment.Panel.CUSTOM, participant_param="workerId", completion_url="https://panel.example/done?c={code}"
+    )
+    client = Client()
+    start(client, experiment, workerId="w-9")
+    assert Rater.objects.get().external_id == "w-9"
+    run_session(client, experiment)
+    assert client.get(reverse("vtt:done", args=[experiment.slug]))["Location"] == "https://panel.example/done?c=C0DE42"
+
+
+def test_every_pair_gets_exactly_k_answers_from_distinct_raters(media_root, photo_dir, mean_chroma_checkpoint):
+    experiment = make_experiment(photo_dir, mean_chroma_checkpoint, raters_per_pair=2, trials_per_rater=4,
+                                 practice_trials=0, catch_trial_rate=0.0)
+    for _ in range(8):  # 20 places, 4 per rater: more raters than needed
+        client = Client()
+        start(client, experiment)
+        if client.get(reverse("vtt:trial", args=[experiment.slug])).status_code == 200:
+            run_session(client, experiment)
+    counted = Trial.objects.filter(kind="scored", counted=True)
+    per_pair = {}
+    for colorization, rater in counted.values_list("colorization_id", "rater_id"):
+        per_pair.setdefault(colorization, []).append(rater)
+    assert len(per_pair) == 10 and all(len(r) == len(set(r)) == 2 for r in per_pair.values())
+    assert Slot.objects.filter(filled=False).count() == 0
+    assert Trial.objects.filter(answered__isnull=True).count() == 0
+
+
+def test_each_rater_sees_the_methods_evenly(media_root, photo_dir, mean_chroma_checkpoint):
+    experiment = make_experiment(photo_dir, mean_chroma_checkpoint, images=8, trials_per_rater=6,
+                                 practice_trials=0, catch_trial_rate=0.0)
+    client = Client()
+    start(client, experiment)
+    run_session(client, experiment)
+    methods = list(Trial.objects.values_list("colorization__method__name", flat=True))
+    assert sorted(methods) == ["ground_truth"] * 3 + ["mean_chroma"] * 3
+
+
+def test_the_single_method_design_gives_each_rater_one_method(media_root, photo_dir, mean_chroma_checkpoint):
+    experiment = make_experiment(photo_dir, mean_chroma_checkpoint, design=Experiment.Design.SINGLE,
+                                 trials_per_rater=3, practice_trials=0, catch_trial_rate=0.0)
+    for _ in range(2):
+        client = Client()
+        start(client, experiment)
+        run_session(client, experiment)
+    by_rater = {r.pk: set(r.trials.values_list("colorization__method__name", flat=True)) for r in Rater.objects.all()}
+    assert sorted(map(sorted, by_rater.values())) == [["ground_truth"], ["mean_chroma"]]
+
+
+def test_an_expired_lease_returns_the_pair_and_a_late_answer_never_exceeds_k(media_root, photo_dir, mean_chroma_checkpoint):
+    experiment = make_experiment(photo_dir, mean_chroma_checkpoint, images=5, raters_per_pair=1, trials_per_rater=10,
+                                 practice_trials=0, catch_trial_rate=0.0)
+    slow, fast = Client(), Client()
+    start(slow, experiment)
+    late = page_state(slow, experiment)["current"]["token"]
+    late_trial = Trial.objects.get(token=late)
+    Slot.objects.filter(trial=late_trial).update(lease_expires="2000-01-01T00:00:00Z")  # the lease runs out
+    start(fast, experiment)
+    run_session(fast, experiment)  # takes every free place, the expired one included
+    assert Trial.objects.filter(rater__in=Rater.objects.exclude(trials=late_trial), colorization=late_trial.colorization).exists()
+    response = post_answer(slow, experiment, late, "L")
+    assert response.status_code == 200  # kept ...
+    late_trial.refresh_from_db()
+    assert late_trial.answered is not None and late_trial.counted is False  # ... but not counted: K = 1 reached
+    assert Trial.objects.filter(colorization=late_trial.colorization, counted=True).count() == 1
+
+
+def test_a_late_answer_fills_its_pair_when_a_place_is_free(media_root, photo_dir, mean_chroma_checkpoint):
+    experiment = make_experiment(photo_dir, mean_chroma_checkpoint, raters_per_pair=2, trials_per_rater=2,
+                                 practice_trials=0, catch_trial_rate=0.0)
+    client = Client()
+    start(client, experiment)
+    token = page_state(client, experiment)["current"]["token"]
+    Slot.objects.filter(trial__token=token).update(lease_expires="2000-01-01T00:00:00Z", trial=None)
+    assert post_answer(client, experiment, token, "R").status_code == 200
+    assert Trial.objects.get(token=token).counted is True
+
+
+def test_failing_catch_trials_flags_the_rater(experiment):
+    client = Client()
+    start(client, experiment)
+    run_session(client, experiment, choose=lambda trial: "L")
+    rater = Rater.objects.get()
+    catch = rater.trials.get(kind="catch")
+    assert rater.flagged == (catch.real_side == "R")  # picking the grayscale image fails the catch
+
+
+def test_a_repeated_answer_is_recorded_once(experiment):
+    client = Client()
+    start(client, experiment)
+    token = page_state(client, experiment)["current"]["token"]
+    first = post_answer(client, experiment, token, "R")
+    before = snapshot()
+    again = post_answer(client, experiment, token, "R")
+    assert first.json()["recorded"] and again.status_code == 200 and not again.json()["recorded"]
+    assert again.json()["current"] == first.json()["current"]
+    assert snapshot() == before
 
 
 @pytest.mark.parametrize(
-    "data, status",
+    "field, value, status",
     [
-        ({"choice": "X"}, 400),
-        ({"choice": ""}, 400),
-        ({"choice": "L", "response_ms": "-5"}, 400),
-        ({"choice": "L", "response_ms": "soon"}, 400),
-        ({"choice": "L", "token": "0" * 32}, 404),
+        ("choice", "X", 400),
+        ("choice", "", 400),
+        ("response_ms", "-5", 400),
+        ("response_ms", "soon", 400),
+        ("trial", "0" * 32, 404),
+        ("trial", "'; DROP TABLE vtt_trial; --", 404),
     ],
 )
-def test_a_tampered_answer_is_refused_and_writes_nothing(experiment, data, status):
+def test_a_tampered_answer_is_refused_and_writes_nothing(experiment, field, value, status):
     client = Client()
     start(client, experiment)
-    _, trial = current_trial(client, experiment)
+    token = page_state(client, experiment)["current"]["token"]
     before = snapshot()
-    fields = {("trial" if k == "token" else k): v for k, v in data.items()}
-    response = client.post(reverse("vtt:answer", args=[experiment.slug]), {"trial": trial.token, "response_ms": "850", **fields})
-    assert response.status_code == status
+    data = {"trial": token, "choice": "L", "response_ms": "850", field: value}
+    response = client.post(reverse("vtt:answer", args=[experiment.slug]), data, **JSON)
+    assert response.status_code == status and "error" in response.json()
     assert snapshot() == before
 
 
@@ -129,50 +278,60 @@ def test_an_answer_for_another_raters_trial_is_refused(experiment):
     alice, mallory = Client(), Client()
     start(alice, experiment)
     start(mallory, experiment)
-    _, trial = current_trial(alice, experiment)
-    current_trial(mallory, experiment)
+    token = page_state(alice, experiment)["current"]["token"]
+    page_state(mallory, experiment)
     before = snapshot()
-    assert answer(mallory, experiment, trial, "L").status_code == 404
+    assert post_answer(mallory, experiment, token, "L").status_code == 404
     assert snapshot() == before
 
 
-def test_a_repeated_answer_is_recorded_once_and_a_changed_one_refused(experiment):
+def test_a_replayed_or_changed_old_answer_is_refused(experiment):
     client = Client()
     start(client, experiment)
-    _, trial = current_trial(client, experiment)
-    assert answer(client, experiment, trial, "R").status_code == 302
+    first = page_state(client, experiment)["current"]["token"]
+    second = post_answer(client, experiment, first, "R").json()["current"]["token"]
+    post_answer(client, experiment, second, "L")
     before = snapshot()
-    assert answer(client, experiment, trial, "R").status_code == 302
-    assert answer(client, experiment, trial, "L").status_code == 409
+    assert post_answer(client, experiment, first, "R").status_code == 409  # replay of an older trial
+    assert post_answer(client, experiment, second, "R").status_code == 409  # a changed answer
+    assert snapshot() == before
+
+
+def test_answering_the_preloaded_trial_first_is_refused(experiment):
+    client = Client()
+    start(client, experiment)
+    state = page_state(client, experiment)
+    before = snapshot()
+    assert post_answer(client, experiment, state["next"]["token"], "L").status_code == 409
     assert snapshot() == before
 
 
 def test_an_answer_without_csrf_token_is_refused(experiment):
     client = Client(enforce_csrf_checks=True)
     page = client.get(reverse("vtt:landing", args=[experiment.slug]))
-    token = page.context["csrf_token"]
-    client.post(reverse("vtt:start", args=[experiment.slug]), {"csrfmiddlewaretoken": str(token)})
-    _, trial = current_trial(client, experiment)
+    client.post(reverse("vtt:start", args=[experiment.slug]), {"csrfmiddlewaretoken": str(page.context["csrf_token"])})
+    token = page_state(client, experiment)["current"]["token"]
     before = snapshot()
-    assert answer(client, experiment, trial, "L").status_code == 403
+    assert post_answer(client, experiment, token, "L").status_code == 403
     assert snapshot() == before
 
 
 def test_a_closed_experiment_takes_no_rater_and_no_answer(experiment):
     client = Client()
     start(client, experiment)
-    _, trial = current_trial(client, experiment)
-    Experiment.objects.filter(pk=experiment.pk).update(state=Experiment.State.CLOSED)
+    token = page_state(client, experiment)["current"]["token"]
+    services.experiment_close(experiment=experiment)
     before = snapshot()
-    assert answer(client, experiment, trial, "L").status_code == 403
+    assert post_answer(client, experiment, token, "L").status_code == 403
     assert Client().post(reverse("vtt:start", args=[experiment.slug])).status_code == 403
+    assert client.get(reverse("vtt:trial", args=[experiment.slug])).status_code == 403
     assert snapshot() == before
 
 
 def test_an_answer_without_a_session_is_refused(experiment):
-    trial_count = Trial.objects.count()
-    response = Client().post(reverse("vtt:answer", args=[experiment.slug]), {"trial": "a" * 32, "choice": "L"})
-    assert response.status_code == 403 and Trial.objects.count() == trial_count
+    before = snapshot()
+    response = Client().post(reverse("vtt:answer", args=[experiment.slug]), {"trial": "a" * 32, "choice": "L"}, **JSON)
+    assert response.status_code == 403 and snapshot() == before
 
 
 def test_image_names_outside_the_pattern_are_refused(experiment):
@@ -182,21 +341,31 @@ def test_image_names_outside_the_pattern_are_refused(experiment):
     assert client.get(reverse("vtt:image", args=["f" * 32 + ".jpg"])).status_code == 404
 
 
-def test_each_pair_gets_at_most_k_raters(experiment):
-    Experiment.objects.filter(pk=experiment.pk).update(raters_per_pair=1, trials_per_rater=10)
-    for _ in range(4):
-        client = Client()
-        start(client, experiment)
-        while True:
-            page = client.get(reverse("vtt:trial", args=[experiment.slug]))
-            if page.status_code != 200:
-                break
-            answer(client, experiment, Trial.objects.get(token=page.context["trial"].token), "L")
-    per_pair = [c.trials.count() for c in Colorization.objects.all()]
-    assert per_pair == [1] * Colorization.objects.count()
+def test_opening_an_experiment_without_a_catch_method_is_refused(media_root, photo_dir):
+    call_command("generate_pairs", "--experiment", "nc", "--split", f"folder:{photo_dir}", "--methods", "ground_truth",
+                 "--size", "64", stdout=io.StringIO(), stderr=io.StringIO())
+    experiment = Experiment.objects.get(slug="nc")
+    with pytest.raises(services.TrialRejected, match="no catch method"):
+        services.experiment_open(experiment=experiment)
+    assert Experiment.objects.get(slug="nc").state == "draft" and not Slot.objects.exists()
 
 
-def test_the_dashboard_is_for_staff_only(experiment, admin_client):
-    assert Client().get(reverse("vtt:dashboard")).status_code == 302
-    page = admin_client.get(reverse("vtt:dashboard"))
-    assert page.status_code == 200 and "ground_truth" in page.content.decode()
+def test_the_staff_pages_and_exports_are_for_staff_only(experiment, admin_client):
+    client = Client()
+    start(client, experiment)
+    run_session(client, experiment)
+    for name, args in [("vtt:dashboard", []), ("vtt:experiment", ["e"]), ("vtt:export", ["e", "csv"])]:
+        assert Client().get(reverse(name, args=args)).status_code == 302  # to the login page
+        assert admin_client.get(reverse(name, args=args)).status_code == 200
+    detail = admin_client.get(reverse("vtt:experiment", args=["e"])).content.decode()
+    assert "mean_chroma" in detail and "/e/e/" in detail
+    rows = list(csv.DictReader(io.StringIO(admin_client.get(reverse("vtt:export", args=["e", "csv"])).content.decode())))
+    assert len(rows) == 5 and {r["trial_kind"] for r in rows} == {"practice", "scored", "catch"}
+    assert all(r["chose_generated"] in {"0", "1"} for r in rows)
+    data = admin_client.get(reverse("vtt:export", args=["e", "json"])).json()
+    assert len(data["trials"]) == 5 and data["trials"][0]["rater"] == rows[0]["rater"]
+    assert admin_client.get(reverse("vtt:export", args=["e", "xml"])).status_code == 404
+
+
+def test_healthz_answers():
+    assert Client().get(reverse("vtt:healthz")).content == b"ok"

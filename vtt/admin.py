@@ -1,6 +1,7 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from .models import Colorization, Experiment, ExperimentImage, Method, Rater, SourceImage, Trial
+from . import services
+from .models import Colorization, Experiment, ExperimentImage, Method, Rater, SourceImage, Slot, Trial
 
 
 @admin.register(Experiment)
@@ -9,19 +10,37 @@ class ExperimentAdmin(admin.ModelAdmin):
     list_filter = ["state"]
     search_fields = ["slug", "title"]
     prepopulated_fields = {"slug": ["title"]}
-    readonly_fields = ["split", "image_size", "preprocessing", "created"]
+    readonly_fields = ["state", "split", "image_size", "preprocessing", "created"]  # state: by the actions
     fieldsets = [
         (None, {"fields": ["slug", "title", "state", "instructions"]}),
-        ("Design", {"fields": ["raters_per_pair", "trials_per_rater", "practice_trials", "catch_trial_rate", "exposure_ms"]}),
-        ("Completion", {"fields": ["completion_code", "completion_url"]}),
+        ("Design", {"fields": ["design", "raters_per_pair", "trials_per_rater", "practice_trials", "catch_trial_rate",
+                               "catch_fail_threshold", "exposure_ms", "lease_seconds"]}),
+        ("Panel and completion", {"fields": ["panel", "participant_param", "completion_code", "completion_url"]}),
         ("Images", {"fields": ["split", "image_size", "preprocessing", "created"]}),
     ]
+    actions = ["open_experiments", "close_experiments"]
+
+    @admin.action(description="Open to raters (creates each pair's K places)")
+    def open_experiments(self, request, queryset):
+        for experiment in queryset:
+            try:
+                created = services.experiment_open(experiment=experiment)
+            except services.TrialRejected as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"{experiment.slug} is open ({created} places created)")
+
+    @admin.action(description="Close to raters")
+    def close_experiments(self, request, queryset):
+        for experiment in queryset:
+            services.experiment_close(experiment=experiment)
+        self.message_user(request, f"closed {queryset.count()} experiment(s)")
 
 
 @admin.register(Method)
 class MethodAdmin(admin.ModelAdmin):
-    list_display = ["name", "experiment", "kind", "colorizer", "checkpoint_sha256", "is_control"]
-    list_filter = ["kind", "is_control", "experiment"]
+    list_display = ["name", "experiment", "kind", "colorizer", "checkpoint_sha256", "role"]
+    list_filter = ["kind", "role", "experiment"]
     search_fields = ["name", "colorizer", "checkpoint_sha256"]
 
 
@@ -48,13 +67,20 @@ class ColorizationAdmin(admin.ModelAdmin):
 
 @admin.register(Rater)
 class RaterAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "experiment", "external_id", "started", "finished", "flagged"]
+    list_display = ["__str__", "experiment", "external_id", "method", "started", "finished", "flagged"]
     list_filter = ["experiment", "flagged"]
     search_fields = ["external_id", "token"]
 
 
 @admin.register(Trial)
 class TrialAdmin(admin.ModelAdmin):
-    list_display = ["rater", "position", "kind", "colorization", "real_side", "choice", "response_ms", "answered"]
+    list_display = ["rater", "position", "kind", "colorization", "real_side", "choice", "counted", "response_ms", "answered"]
     list_filter = ["kind", "rater__experiment"]
     raw_id_fields = ["rater", "colorization"]
+
+
+@admin.register(Slot)
+class SlotAdmin(admin.ModelAdmin):
+    list_display = ["colorization", "index", "filled", "trial", "lease_expires"]
+    list_filter = ["experiment", "filled"]
+    raw_id_fields = ["colorization", "trial"]

@@ -28,7 +28,9 @@ from . import rendering
 from .models import Colorization, Experiment, ExperimentImage, Method, SourceImage, new_token
 from .sources import SourceRef
 
-CONTROLS = {"ground_truth", "grayscale"}
+# Controls by colorizer: the real chroma calibrates (it must score about 50%), no chroma
+# is the obvious wrong answer of catch trials. Every other colorizer is tested.
+CONTROL_ROLES = {"ground_truth": Method.Role.CALIBRATION, "grayscale": Method.Role.CATCH}
 
 
 class GenerationError(ValueError):
@@ -102,7 +104,7 @@ def _method_row(experiment: Experiment, plan: MethodPlan) -> Method:
             "checkpoint_sha256": plan.checkpoint_sha256,
             "checkpoint_path": plan.checkpoint_path,
             "params": params,
-            "is_control": plan.colorizer.name in CONTROLS,
+            "role": CONTROL_ROLES.get(plan.colorizer.name, Method.Role.TESTED),
         },
     )
     if not created and (method.colorizer, method.checkpoint_sha256, method.params) != (

@@ -22,6 +22,15 @@ class Experiment(models.Model):
         OPEN = "open", "open to raters"
         CLOSED = "closed", "closed"
 
+    class Design(models.TextChoices):
+        MIXED = "mixed", "each rater sees all methods, evenly mixed"
+        SINGLE = "single", "each rater sees a single method (Zhang et al. 2016)"
+
+    class Panel(models.TextChoices):
+        NONE = "none", "no panel: anonymous raters, completion code shown"
+        PROLIFIC = "prolific", "Prolific (PROLIFIC_PID, STUDY_ID, SESSION_ID; redirect to Prolific)"
+        CUSTOM = "custom", "another panel (participant parameter and completion URL below)"
+
     slug = models.SlugField(unique=True, help_text="Used in the rater URL, e.g. 'pixcolor-ctest10k'.")
     title = models.CharField(max_length=200)
     instructions = models.TextField(
@@ -45,16 +54,35 @@ class Experiment(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
         help_text="Fraction of trials that pair the real image with an obviously wrong one.",
     )
+    catch_fail_threshold = models.FloatField(
+        default=0.25,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="A rater who fails more than this fraction of their catch trials is flagged and, by "
+        "default, left out of the report.",
+    )
+    design = models.CharField(max_length=10, choices=Design.choices, default=Design.MIXED)
+    lease_seconds = models.PositiveIntegerField(
+        default=600,
+        validators=[MinValueValidator(1)],
+        help_text="A pair handed to a rater and not answered within this time goes back to the pool.",
+    )
     exposure_ms = models.PositiveIntegerField(
         null=True,
         blank=True,
         help_text="Hide the pair after this many milliseconds (Zhang et al. 2016: 1000); empty: no limit.",
     )
+    panel = models.CharField(max_length=10, choices=Panel.choices, default=Panel.NONE)
+    participant_param = models.CharField(
+        max_length=64, blank=True, default="",
+        help_text="Custom panel: the URL parameter that carries the participant id, e.g. 'workerId'.",
+    )
     completion_code = models.CharField(
-        max_length=64, blank=True, help_text="Shown to raters who finish, e.g. a Prolific completion code."
+        max_length=64, blank=True, help_text="Shown to raters who finish, or sent to the panel, e.g. 'C1A2B3C4'."
     )
     completion_url = models.URLField(
-        blank=True, help_text="If set, raters who finish are sent here instead of seeing the code."
+        blank=True, max_length=500,
+        help_text="Custom panel: where raters who finish are sent; '{code}' is replaced by the completion "
+        "code, e.g. 'https://panel.example/complete?code={code}'.",
     )
     split = models.CharField(
         max_length=300, blank=True, help_text="Where the images came from: demo, ctest10k, cval1k, folder:PATH."
@@ -89,9 +117,15 @@ class Method(models.Model):
     )
     checkpoint_sha256 = models.CharField(max_length=64, blank=True)
     checkpoint_path = models.CharField(max_length=500, blank=True)
+    class Role(models.TextChoices):
+        TESTED = "tested", "method under test"
+        CALIBRATION = "calibration", "calibration control (the real chroma: must score about 50%)"
+        CATCH = "catch", "catch trials only (an obviously wrong colorization)"
+
     params = models.JSONField(default=dict, blank=True)
-    is_control = models.BooleanField(
-        default=False, help_text="A calibration or catch-trial control, not a method under test."
+    role = models.CharField(
+        max_length=12, choices=Role.choices, default=Role.TESTED,
+        help_text="Tested and calibration methods are rated K times per image; catch methods only serve catch trials.",
     )
     created = models.DateTimeField(auto_now_add=True)
 
@@ -103,6 +137,10 @@ class Method(models.Model):
 
     def __str__(self) -> str:
         return f"{self.experiment.slug}/{self.name}"
+
+    @property
+    def is_control(self) -> bool:
+        return self.role != self.Role.TESTED
 
 
 class SourceImage(models.Model):
@@ -170,6 +208,14 @@ class Rater(models.Model):
     study_id = models.CharField(max_length=200, blank=True)
     session_id = models.CharField(max_length=200, blank=True)
     user_agent = models.CharField(max_length=400, blank=True)
+    method = models.ForeignKey(
+        "Method", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Single-method design: the one method this rater sees.",
+    )
+    plan = models.JSONField(
+        default=list, blank=True,
+        help_text="The session's trials in order: [kind, real side] per position, fixed when the rater starts.",
+    )
     started = models.DateTimeField(auto_now_add=True)
     finished = models.DateTimeField(null=True, blank=True)
     flagged = models.BooleanField(default=False, help_text="Failed too many catch trials.")
@@ -212,6 +258,14 @@ class Trial(models.Model):
     response_ms = models.PositiveIntegerField(
         null=True, blank=True, help_text="From the moment both images were visible to the answer (browser clock)."
     )
+    lease_expires = models.DateTimeField(
+        null=True, blank=True, help_text="Scored trials: the pair goes back to the pool if not answered by then."
+    )
+    counted = models.BooleanField(
+        default=False,
+        help_text="Scored trials: the answer filled one of the pair's K places. False for a late answer that "
+        "would have given the pair more than K answers (kept, never scored).",
+    )
 
     class Meta:
         ordering = ["rater", "position"]
@@ -226,3 +280,28 @@ class Trial(models.Model):
     def chose_generated(self) -> bool | None:
         """True when the rater picked the colorized image; None before an answer."""
         return None if not self.choice else self.choice != self.real_side
+
+
+class Slot(models.Model):
+    """One of the K places of a rated (image, method) pair: free, leased to a trial, or filled.
+
+    The assignment engine hands out slots, never more than K per pair: a pair has
+    exactly K answers once all its slots are filled. A lease that expires frees the
+    slot for another rater.
+    """
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="slots")
+    colorization = models.ForeignKey(Colorization, on_delete=models.CASCADE, related_name="slots")
+    index = models.PositiveSmallIntegerField(help_text="0 .. K-1; lower places are filled first across pairs.")
+    order = models.PositiveIntegerField(help_text="Random rank: spreads the pairs handed out at one index.")
+    trial = models.OneToOneField(Trial, null=True, blank=True, on_delete=models.SET_NULL, related_name="slot")
+    lease_expires = models.DateTimeField(null=True, blank=True)
+    filled = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["experiment", "index", "order"]
+        constraints = [models.UniqueConstraint(fields=["colorization", "index"], name="unique_slot_index")]
+        indexes = [models.Index(fields=["experiment", "filled", "index", "order"], name="slot_free_idx")]
+
+    def __str__(self) -> str:
+        return f"slot {self.index} of {self.colorization}"

@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 from django.db.models import Count, Q
+from django.utils import timezone
 
-from .models import Experiment, Method, Trial
+from .models import Experiment, Method, Slot, Trial
 
 
 def judgments(*, experiment: Experiment, kinds: tuple[str, ...] = (Trial.Kind.SCORED,)) -> list[dict]:
-    """One dict per answered trial: rater, image, method, chose_generated, trial_kind, class_index."""
+    """One dict per answered trial of ``kinds``: rater, image, method, chose_generated, trial_kind, class_index.
+
+    Scored trials count only when their answer filled one of the pair's K places.
+    """
     rows = (
         Trial.objects.filter(rater__experiment=experiment, kind__in=kinds, answered__isnull=False)
+        .exclude(kind=Trial.Kind.SCORED, counted=False)
         .order_by("id")
         .values_list(
             "rater__token", "colorization__image__source__path", "colorization__method__name", "kind",
@@ -24,17 +29,50 @@ def judgments(*, experiment: Experiment, kinds: tuple[str, ...] = (Trial.Kind.SC
 
 
 def method_progress(*, experiment: Experiment) -> list[dict]:
-    """Per method: images colorized, answered scored trials, and the target count."""
+    """Per rated method: images, counted answers, and the K x images target."""
     target = experiment.raters_per_pair
     rows = (
         Method.objects.filter(experiment=experiment)
         .annotate(
             n_images=Count("colorizations", distinct=True),
-            n_answers=Count(
-                "colorizations__trials",
-                filter=Q(colorizations__trials__kind=Trial.Kind.SCORED, colorizations__trials__answered__isnull=False),
-            ),
+            n_answers=Count("colorizations__slots", filter=Q(colorizations__slots__filled=True)),
         )
-        .values("name", "colorizer", "checkpoint_sha256", "is_control", "n_images", "n_answers")
+        .values("name", "colorizer", "checkpoint_sha256", "role", "n_images", "n_answers")
     )
-    return [dict(row, n_target=row["n_images"] * target) for row in rows]
+    return [dict(row, n_target=row["n_images"] * target if row["role"] != Method.Role.CATCH else 0) for row in rows]
+
+
+def experiment_summary(*, experiment: Experiment) -> dict:
+    """Live progress: pairs complete, raters active and finished, flagged, catch failures."""
+    k = experiment.raters_per_pair
+    pairs = Slot.objects.filter(experiment=experiment).values("colorization_id").annotate(
+        filled=Count("id", filter=Q(filled=True))
+    )
+    n_pairs = pairs.count()
+    complete = pairs.filter(filled__gte=k).count()
+    now = timezone.now()
+    raters = experiment.raters.aggregate(
+        n_started=Count("id", distinct=True),
+        n_finished=Count("id", filter=Q(finished__isnull=False), distinct=True),
+        n_active=Count("id", filter=Q(finished__isnull=True, trials__lease_expires__gt=now), distinct=True),
+        n_flagged=Count("id", filter=Q(flagged=True), distinct=True),
+    )
+    catch = Trial.objects.filter(rater__experiment=experiment, kind=Trial.Kind.CATCH, answered__isnull=False)
+    failed = sum(choice != real for choice, real in catch.values_list("choice", "real_side"))
+    return {
+        "experiment": experiment,
+        "methods": method_progress(experiment=experiment),
+        "pairs": n_pairs,
+        "pairs_complete": complete,
+        "answers": Slot.objects.filter(experiment=experiment, filled=True).count(),
+        "answers_target": n_pairs * k,
+        "late_answers": Trial.objects.filter(rater__experiment=experiment, kind=Trial.Kind.SCORED,
+                                             answered__isnull=False, counted=False).count(),
+        "catch_answered": catch.count(),
+        "catch_failed": failed,
+        **{f"raters_{key[2:]}": value for key, value in raters.items()},
+    }
+
+
+def experiment_summaries() -> list[dict]:
+    return [experiment_summary(experiment=e) for e in Experiment.objects.all()]

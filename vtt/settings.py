@@ -109,6 +109,14 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # One writer at a time from the start of each transaction (no lock upgrades that
+    # fail under concurrent raters), WAL so readers do not wait for the writer.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -137,6 +145,8 @@ MEDIA_ROOT = Path(os.environ.get("VTT_MEDIA_ROOT", VAR_DIR / "media"))
 VTT_IMAGE_CACHE_SECONDS = 3600
 
 LOGIN_URL = "admin:login"
+# The rater's id lives in a signed cookie: no session row to read or write per request.
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 
 # Production hardening; the demo runs on plain HTTP on the loopback address.
 _https = not (DEMO or DEBUG)

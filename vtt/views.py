@@ -1,25 +1,29 @@
 """HTTP views: thin wrappers around `vtt.services` (writes) and `vtt.selectors` (reads).
 
 No response reveals which side of a pair is real before the rater answers: both
-images come from `image`, under random names, with identical headers.
+images come from `image`, under random names, with identical headers; catch trials
+look like every other trial; only practice answers get feedback.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import selectors, services
+from . import exports, selectors, services
 from .generation import pairs_dir
 from .models import Experiment, Rater, Trial
 
 _IMAGE_NAME = re.compile(r"^[0-9a-f]{32}\.jpg$")
+PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete?cc={code}"
 
 
 def _session_key(experiment: Experiment) -> str:
@@ -28,11 +32,44 @@ def _session_key(experiment: Experiment) -> str:
 
 def _current_rater(request: HttpRequest, experiment: Experiment) -> Rater | None:
     token = request.session.get(_session_key(experiment))
-    return Rater.objects.filter(experiment=experiment, token=token).first() if token else None
+    return Rater.objects.filter(experiment=experiment, token=token).select_related("experiment").first() if token else None
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
 
 
 def _rejected(request: HttpRequest, exc: services.TrialRejected) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse({"error": str(exc)}, status=exc.status)
     return render(request, "vtt/error.html", {"message": str(exc)}, status=exc.status)
+
+
+def _panel_ids(experiment: Experiment, data) -> dict[str, str]:
+    """The participant, study and session ids a panel put in the study URL."""
+    if experiment.panel == Experiment.Panel.PROLIFIC:
+        pid, study, session = (data.get(k, "")[:200] for k in PROLIFIC_PARAMS)
+        return {"external_id": pid, "study_id": study, "session_id": session}
+    if experiment.panel == Experiment.Panel.CUSTOM and experiment.participant_param:
+        return {"external_id": data.get(experiment.participant_param, "")[:200], "study_id": "", "session_id": ""}
+    return {"external_id": "", "study_id": "", "session_id": ""}
+
+
+def _trial_payload(trial: Trial) -> dict:
+    """What the page needs to show one trial; never its kind beyond practice, never the real side."""
+    real, fake = trial.colorization.image.real_file, trial.colorization.file
+    left, right = (real, fake) if trial.real_side == Trial.Side.LEFT else (fake, real)
+    practice = trial.kind == Trial.Kind.PRACTICE
+    kinds = [kind for kind, _ in trial.rater.plan]
+    n_practice = kinds.count(Trial.Kind.PRACTICE)
+    return {
+        "token": trial.token,
+        "practice": practice,
+        "number": trial.position if practice else trial.position - n_practice,
+        "total": n_practice if practice else len(kinds) - n_practice,
+        "left": reverse("vtt:image", args=[left]),
+        "right": reverse("vtt:image", args=[right]),
+    }
 
 
 @require_GET
@@ -42,31 +79,39 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    """A trivial view: for load balancers, and the ceiling of the serving benchmark."""
+    return HttpResponse("ok", content_type="text/plain")
+
+
+@require_GET
 def landing(request: HttpRequest, slug: str) -> HttpResponse:
     experiment = get_object_or_404(Experiment, slug=slug)
-    panel = {k: request.GET.get(k, "")[:200] for k in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")}
+    ids = _panel_ids(experiment, request.GET)
+    returning = _current_rater(request, experiment)
+    if returning is None and ids["external_id"]:
+        returning = Rater.objects.filter(experiment=experiment, external_id=ids["external_id"]).first()
+    hidden = {k: request.GET.get(k, "")[:200] for k in (*PROLIFIC_PARAMS, experiment.participant_param) if k and k in request.GET}
     return render(
         request,
         "vtt/landing.html",
-        {"experiment": experiment, "panel": panel, "resuming": _current_rater(request, experiment) is not None},
+        {"experiment": experiment, "hidden": hidden, "returning": returning},
     )
 
 
 @require_POST
 def start(request: HttpRequest, slug: str) -> HttpResponse:
     experiment = get_object_or_404(Experiment, slug=slug)
-    if _current_rater(request, experiment) is None:
+    rater = _current_rater(request, experiment)
+    ids = _panel_ids(experiment, request.POST)
+    if rater is None or (ids["external_id"] and ids["external_id"] != rater.external_id):
         try:
-            rater = services.rater_start(
-                experiment=experiment,
-                external_id=request.POST.get("PROLIFIC_PID", "")[:200],
-                study_id=request.POST.get("STUDY_ID", "")[:200],
-                session_id=request.POST.get("SESSION_ID", "")[:200],
-                user_agent=request.headers.get("User-Agent", ""),
-            )
+            rater = services.rater_start(experiment=experiment, user_agent=request.headers.get("User-Agent", ""), **ids)
         except services.TrialRejected as exc:
             return _rejected(request, exc)
         request.session[_session_key(experiment)] = rater.token
+    if rater.finished is not None:
+        return redirect("vtt:done", slug=slug)
     return redirect("vtt:trial", slug=slug)
 
 
@@ -77,22 +122,18 @@ def trial(request: HttpRequest, slug: str) -> HttpResponse:
     if rater is None:
         return redirect("vtt:landing", slug=slug)
     try:
-        current = services.trial_next(rater=rater)
+        pending = services.trial_next(rater=rater, renew=True)
     except services.TrialRejected as exc:
         return _rejected(request, exc)
-    if current is None:
+    if not pending:
         return redirect("vtt:done", slug=slug)
-    real = current.colorization.image.real_file
-    fake = current.colorization.file
-    left, right = (real, fake) if current.real_side == Trial.Side.LEFT else (fake, real)
-    progress = services.rater_progress(rater=rater)
+    current = _trial_payload(pending[0])
+    upcoming = _trial_payload(pending[1]) if len(pending) > 1 else None
     context = {
         "experiment": experiment,
         "trial": current,
-        "left_url": reverse("vtt:image", args=[left]),
-        "right_url": reverse("vtt:image", args=[right]),
-        "number": progress.answered + 1,
-        "total": progress.total,
+        "state": {"current": current, "next": upcoming, "exposure_ms": experiment.exposure_ms or 0,
+                  "answer_url": reverse("vtt:answer", args=[slug]), "done_url": reverse("vtt:done", args=[slug])},
     }
     return render(request, "vtt/trial.html", context)
 
@@ -104,15 +145,29 @@ def answer(request: HttpRequest, slug: str) -> HttpResponse:
     if rater is None:
         return _rejected(request, services.TrialRejected("no rater session for this experiment", status=403))
     try:
-        services.trial_answer(
+        result = services.trial_answer(
             rater=rater,
             token=request.POST.get("trial", ""),
             choice=request.POST.get("choice", ""),
             response_ms=request.POST.get("response_ms"),
         )
+        pending = services.trial_next(rater=rater)
     except services.TrialRejected as exc:
         return _rejected(request, exc)
-    return redirect("vtt:trial", slug=slug)
+    if not _wants_json(request):
+        return redirect("vtt:trial", slug=slug)
+    answered = result.trial
+    body = {
+        "recorded": not result.duplicate,
+        "feedback": (
+            {"correct": answered.choice == answered.real_side, "real_side": answered.real_side}
+            if answered.kind == Trial.Kind.PRACTICE else None
+        ),
+        "current": _trial_payload(pending[0]) if pending else None,
+        "next": _trial_payload(pending[1]) if len(pending) > 1 else None,
+        "done_url": reverse("vtt:done", args=[slug]),
+    }
+    return JsonResponse(body)
 
 
 @require_GET
@@ -121,8 +176,11 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
     rater = _current_rater(request, experiment)
     if rater is None or rater.finished is None:
         return redirect("vtt:landing", slug=slug)
-    if experiment.completion_url:
-        return redirect(experiment.completion_url)
+    code = quote(experiment.completion_code, safe="")
+    if experiment.panel == Experiment.Panel.PROLIFIC and rater.external_id:
+        return redirect(PROLIFIC_COMPLETE.format(code=code))
+    if experiment.panel == Experiment.Panel.CUSTOM and experiment.completion_url:
+        return redirect(experiment.completion_url.replace("{code}", code))
     return render(request, "vtt/done.html", {"experiment": experiment})
 
 
@@ -130,8 +188,8 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
 def image(request: HttpRequest, name: str) -> HttpResponse:
     """Serve a pair image with headers that are the same for every image but its length.
 
-    No Last-Modified, no ETag and no file name: the real image is rendered before the colorized ones,
-    and a timestamp would tell them apart.
+    No Last-Modified, no ETag and no file name: the real image is rendered before the
+    colorized ones, and a timestamp would tell them apart.
     """
     if not _IMAGE_NAME.match(name):
         return HttpResponseBadRequest("bad image name")
@@ -147,9 +205,29 @@ def image(request: HttpRequest, name: str) -> HttpResponse:
 @staff_member_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    experiments = [
-        {"experiment": e, "methods": selectors.method_progress(experiment=e), "raters": e.raters.count(),
-         "finished": e.raters.filter(finished__isnull=False).count()}
-        for e in Experiment.objects.all()
-    ]
-    return render(request, "vtt/dashboard.html", {"experiments": experiments})
+    return render(request, "vtt/dashboard.html", {"experiments": selectors.experiment_summaries()})
+
+
+@staff_member_required
+@require_GET
+def experiment_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    experiment = get_object_or_404(Experiment, slug=slug)
+    context = {"experiment": experiment, "summary": selectors.experiment_summary(experiment=experiment)}
+    return render(request, "vtt/experiment.html", context)
+
+
+@staff_member_required
+@require_GET
+def export(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
+    experiment = get_object_or_404(Experiment, slug=slug)
+    if fmt not in {"csv", "json"}:
+        raise Http404("export formats: csv, json")
+    if fmt == "csv":
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{experiment.slug}-trials.csv"'
+        exports.write_csv(exports.trial_rows(experiment=experiment), response)
+        return response
+    rows = list(exports.trial_rows(experiment=experiment))
+    response = JsonResponse({"experiment": experiment.slug, "trials": rows}, json_dumps_params={"indent": 1})
+    response["Content-Disposition"] = f'attachment; filename="{experiment.slug}-trials.json"'
+    return response

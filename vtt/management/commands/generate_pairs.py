@@ -8,7 +8,7 @@ from django.db import transaction
 from tqdm import tqdm
 
 from colorizers import get_colorizer, list_colorizers
-from vtt import generation, rendering, sources
+from vtt import generation, rendering, services, sources
 from vtt.models import Experiment
 
 
@@ -107,9 +107,14 @@ class Command(BaseCommand):
                 experiment.save(update_fields=["preprocessing"])
             for key, reason in report.skipped.items():
                 self.stdout.write(self.style.WARNING(f"skipped {key}: {reason}"))
-        if options["open"] and experiment.state == Experiment.State.DRAFT:
-            experiment.state = Experiment.State.OPEN
-            experiment.save(update_fields=["state"])
+        try:
+            if options["open"] and experiment.state == Experiment.State.DRAFT:
+                services.experiment_open(experiment=experiment)
+            elif experiment.state == Experiment.State.OPEN:
+                services.slots_sync(experiment=experiment)  # new pairs of an open experiment get their K places
+        except services.TrialRejected as exc:
+            raise CommandError(str(exc)) from None
+        experiment.refresh_from_db()
         self.stdout.write(self.style.SUCCESS(
             f"{experiment.slug}: {report.images_added} images and {report.colorizations_added} colorizations added, "
             f"{report.colorizations_present} already present, {len(report.skipped)} skipped; state {experiment.state}"
