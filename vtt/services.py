@@ -32,6 +32,7 @@ non-practice trials (as many left as right, to one), so the side predicts nothin
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -190,37 +191,68 @@ def _free_slots(experiment: Experiment, now):
     )
 
 
-def _candidates(slot_query):
-    """Free slots in hand-out order; on PostgreSQL the first is row-locked, skipping locked rows."""
-    ordered = slot_query.order_by("index", "order")
-    if connection.features.has_select_for_update_skip_locked:
-        ordered = ordered.select_for_update(skip_locked=True, of=("self",))
-    return ordered.values_list("id", "colorization_id")[:1]
+@dataclass(frozen=True)
+class Shown:
+    """A pending trial as the page shows it: its token, place in the session and the two stored images."""
+
+    token: str
+    practice: bool
+    number: int       # 1-based among the practice trials, or among the scored and catch trials
+    total: int        # of the same part of the session
+    real_side: str
+    real_file: str
+    file: str
 
 
-def _lease(slot_id: int, trial: Trial, now) -> bool:
-    """Compare-and-set: give slot ``slot_id`` to ``trial`` only while it is still free."""
-    return bool(
-        _free_slots(trial.rater.experiment, now).filter(pk=slot_id).update(trial=trial, lease_expires=trial.lease_expires)
+# One query loads what the engine needs of a rater's trials.
+_ROW = ("id", "token", "kind", "position", "real_side", "answered", "choice", "colorization_id", "colorization__image_id",
+        "colorization__method_id", "colorization__file", "colorization__image__real_file")
+
+
+def _rows(rater: Rater) -> list[dict]:
+    return list(Trial.objects.filter(rater=rater).order_by("position").values(*_ROW))
+
+
+def _shown(row: dict, plan: list) -> Shown:
+    n_practice = sum(kind == Trial.Kind.PRACTICE for kind, _ in plan)
+    practice = row["kind"] == Trial.Kind.PRACTICE
+    return Shown(
+        token=row["token"], practice=practice,
+        number=row["position"] if practice else row["position"] - n_practice,
+        total=n_practice if practice else len(plan) - n_practice,
+        real_side=row["real_side"], real_file=row["colorization__image__real_file"], file=row["colorization__file"],
     )
 
 
-def _assign(rater: Rater, position: int, kind: str, side: str, now) -> Trial | None:
-    """Create the trial at ``position``; None when no suitable pair is left for this rater."""
+def _candidates(slot_query):
+    """The first free slot in hand-out order; on PostgreSQL row-locked, skipping locked rows."""
+    ordered = slot_query.order_by("index", "order")
+    if connection.features.has_select_for_update_skip_locked:
+        ordered = ordered.select_for_update(skip_locked=True, of=("self",))
+    return ordered.values_list("id", "colorization_id", "colorization__image_id", "colorization__method_id",
+                               "colorization__file", "colorization__image__real_file")[:1]
+
+
+def _lease(slot_id: int, trial_id: int, expires, experiment: Experiment, now) -> bool:
+    """Compare-and-set: give slot ``slot_id`` to the trial only while the slot is still free."""
+    return bool(_free_slots(experiment, now).filter(pk=slot_id).update(trial_id=trial_id, lease_expires=expires))
+
+
+def _assign(rater: Rater, rows: list[dict], position: int, kind: str, side: str, now) -> dict | None:
+    """Create the trial at ``position`` and return its row; None when no suitable pair is left."""
     experiment = rater.experiment
-    seen = Trial.objects.filter(rater=rater).values("colorization__image_id")
+    seen = [row["colorization__image_id"] for row in rows]
+    new = {"rater": rater, "kind": kind, "position": position, "real_side": side}
     if kind == Trial.Kind.SCORED:
         if rater.method_id:
             method_ids = [rater.method_id]
         else:  # the methods this rater has seen least so far, ties at random
-            counts = dict(
-                rater.trials.filter(kind=Trial.Kind.SCORED).values_list("colorization__method_id").annotate(n=Count("id"))
-            )
+            counts = Counter(row["colorization__method_id"] for row in rows if row["kind"] == Trial.Kind.SCORED)
             method_ids = list(
                 Method.objects.filter(experiment=experiment, role__in=SCORED_ROLES).values_list("id", flat=True)
             )
             _random.shuffle(method_ids)
-            method_ids.sort(key=lambda m: counts.get(m, 0))
+            method_ids.sort(key=lambda m: counts[m])
         expires = now + timedelta(seconds=experiment.lease_seconds)
         for method_id in method_ids:
             slots = _free_slots(experiment, now).filter(colorization__method_id=method_id).exclude(
@@ -230,26 +262,32 @@ def _assign(rater: Rater, position: int, kind: str, side: str, now) -> Trial | N
                 picked = list(_candidates(slots))
                 if not picked:
                     break
-                slot_id, colorization_id = picked[0]
-                trial = Trial.objects.create(
-                    rater=rater, colorization_id=colorization_id, kind=kind, position=position,
-                    real_side=side, lease_expires=expires,
-                )
-                if _lease(slot_id, trial, now):
-                    return trial
+                slot_id, colorization_id, image_id, method_id, file, real_file = picked[0]
+                trial = Trial.objects.create(colorization_id=colorization_id, lease_expires=expires, **new)
+                if _lease(slot_id, trial.pk, expires, experiment, now):
+                    return _row(trial, image_id, method_id, file, real_file)
                 trial.delete()
         return None
     roles = [Method.Role.CATCH] if kind == Trial.Kind.CATCH else list(SCORED_ROLES)
-    candidates = list(
+    picked = list(
         Colorization.objects.filter(method__experiment=experiment, method__role__in=roles)
         .exclude(image_id__in=seen)
-        .values_list("id", flat=True)
+        .order_by("?")
+        .values_list("id", "image_id", "method_id", "file", "image__real_file")[:1]
     )
-    if not candidates:
+    if not picked:
         return None
-    return Trial.objects.create(
-        rater=rater, colorization_id=_random.choice(candidates), kind=kind, position=position, real_side=side
-    )
+    colorization_id, image_id, method_id, file, real_file = picked[0]
+    trial = Trial.objects.create(colorization_id=colorization_id, **new)
+    return _row(trial, image_id, method_id, file, real_file)
+
+
+def _row(trial: Trial, image_id: int, method_id: int, file: str, real_file: str) -> dict:
+    """A new trial in the shape of `_rows`."""
+    return {"id": trial.pk, "token": trial.token, "kind": trial.kind, "position": trial.position,
+            "real_side": trial.real_side, "answered": None, "choice": "", "colorization_id": trial.colorization_id,
+            "colorization__image_id": image_id,
+            "colorization__method_id": method_id, "colorization__file": file, "colorization__image__real_file": real_file}
 
 
 def _finish(rater: Rater) -> None:
@@ -258,80 +296,89 @@ def _finish(rater: Rater) -> None:
         rater.save(update_fields=["finished"])
 
 
-def trial_next(*, rater: Rater, ahead: int = 1, renew: bool = False) -> list[Trial]:
+def _locked(rater: Rater) -> Rater:
+    """The rater's row, locked: one request of a rater at a time changes their session."""
+    return Rater.objects.select_for_update().select_related("experiment").get(pk=rater.pk)
+
+
+def _next(rater: Rater, rows: list[dict], *, ahead: int, renew: bool, now) -> list[Shown]:
+    """Pending trials, topped up to 1 + ``ahead`` from the plan; finishes the rater when none is left."""
+    experiment = rater.experiment
+    pending = [row for row in rows if row["answered"] is None]
+    leased = [row["id"] for row in pending if row["kind"] == Trial.Kind.SCORED]
+    if renew and leased:
+        until = now + timedelta(seconds=experiment.lease_seconds)
+        Slot.objects.filter(trial__in=leased, filled=False).update(lease_expires=until)
+        Trial.objects.filter(pk__in=leased).update(lease_expires=until)
+    shown = [row for row in pending]
+    position = rows[-1]["position"] if rows else 0
+    while len(shown) < 1 + ahead and position < len(rater.plan):
+        kind, side = rater.plan[position]
+        position += 1
+        row = _assign(rater, rows, position, kind, side, now)
+        if row is None:
+            if kind == Trial.Kind.SCORED:
+                # No pair left for this rater: the session ends after what is pending.
+                rater.plan = rater.plan[: position - 1]
+                rater.save(update_fields=["plan"])
+                break
+            continue  # no image left for a practice or catch trial: skip it
+        rows.append(row)  # later assignments must not show its image again
+        shown.append(row)
+    if not shown:
+        _finish(rater)
+    return [_shown(row, rater.plan) for row in shown]  # after the plan may have been shortened
+
+
+def trial_next(*, rater: Rater, ahead: int = 1, renew: bool = False) -> list[Shown]:
     """The rater's current trial and up to ``ahead`` following ones (to preload); [] when done.
 
     Pending trials are shown again after a reload; with ``renew`` (a page load) their
     leases start again while their slots are still theirs.
     """
-    experiment = rater.experiment
-    if experiment.state != Experiment.State.OPEN:
+    if rater.experiment.state != Experiment.State.OPEN:
         raise TrialRejected("this experiment is not open", status=403)
     with transaction.atomic():
-        rater = Rater.objects.select_for_update().select_related("experiment").get(pk=rater.pk)
+        rater = _locked(rater)
         if rater.finished is not None:
             return []
-        now = timezone.now()
-        pending = list(rater.trials.filter(answered__isnull=True).order_by("position"))
-        leased = [t.pk for t in pending if t.kind == Trial.Kind.SCORED]
-        if renew and leased:
-            until = now + timedelta(seconds=experiment.lease_seconds)
-            Slot.objects.filter(trial__in=leased, filled=False).update(lease_expires=until)
-            Trial.objects.filter(pk__in=leased).update(lease_expires=until)
-        position = rater.trials.order_by("-position").values_list("position", flat=True).first() or 0
-        while len(pending) < 1 + ahead and position < len(rater.plan):
-            kind, side = rater.plan[position]
-            position += 1
-            trial = _assign(rater, position, kind, side, now)
-            if trial is None:
-                if kind == Trial.Kind.SCORED:
-                    # No pair left for this rater: the session ends after what is pending.
-                    rater.plan = rater.plan[: position - 1]
-                    rater.save(update_fields=["plan"])
-                    break
-                continue  # no image left for a practice or catch trial: skip it
-            pending.append(trial)
-        if not pending:
-            _finish(rater)
-        return pending
+        return _next(rater, _rows(rater), ahead=ahead, renew=renew, now=timezone.now())
 
 
-def _fill(trial: Trial, now) -> bool:
+def _fill(row: dict, colorization_id: int, experiment: Experiment, now) -> bool:
     """Fill a slot of the trial's pair with its answer; False if the pair already has K."""
-    own = Slot.objects.select_for_update().filter(trial=trial, filled=False).first()
-    if own is not None:
-        own.filled = True
-        own.lease_expires = None
-        own.save(update_fields=["filled", "lease_expires"])
+    if Slot.objects.filter(trial_id=row["id"], filled=False).update(filled=True, lease_expires=None):
         return True
     # The lease ran out and the slot went to someone else: take another free place.
-    others = _free_slots(trial.rater.experiment, now).filter(colorization_id=trial.colorization_id)
-    for slot_id, _ in _candidates(others):
-        if _lease(slot_id, trial, now):
-            Slot.objects.filter(pk=slot_id).update(filled=True, lease_expires=None)
+    others = _free_slots(experiment, now).filter(colorization_id=colorization_id)
+    for slot_id, *_ in _candidates(others):
+        if Slot.objects.filter(pk=slot_id).filter(Q(trial__isnull=True) | Q(lease_expires__lt=now), filled=False).update(
+            trial_id=row["id"], filled=True, lease_expires=None
+        ):
             return True
     return False
 
 
-def _update_flag(rater: Rater) -> None:
-    catch = list(
-        rater.trials.filter(kind=Trial.Kind.CATCH, answered__isnull=False).values_list("choice", "real_side")
-    )
-    failed = sum(choice != real for choice, real in catch)
-    flagged = bool(catch) and failed / len(catch) > rater.experiment.catch_fail_threshold
-    if flagged != rater.flagged:
-        rater.flagged = flagged
-        rater.save(update_fields=["flagged"])
+def _flagged(rows: list[dict], threshold: float) -> bool:
+    """More than ``threshold`` of the answered catch trials failed (the grayscale image picked as real)."""
+    catch = [row for row in rows if row["kind"] == Trial.Kind.CATCH and row["choice"]]
+    failed = sum(row["choice"] != row["real_side"] for row in catch)
+    return bool(catch) and failed / len(catch) > threshold
 
 
 @dataclass(frozen=True)
 class Answer:
-    trial: Trial
-    duplicate: bool   # the same answer was already recorded (a retry): nothing was written
+    """The outcome of an answer: the trial answered, whether it was a repeat, and what comes next."""
+
+    kind: str
+    choice: str
+    real_side: str
+    duplicate: bool          # the same answer was already recorded (a retry): nothing was written
+    pending: list[Shown]     # the rater's current trial and the preloaded next; [] when done
 
 
-def trial_answer(*, rater: Rater, token: str, choice: str, response_ms: str | int | None) -> Answer:
-    """Record the rater's choice on their trial ``token``.
+def trial_answer(*, rater: Rater, token: str, choice: str, response_ms: str | int | None, ahead: int = 1) -> Answer:
+    """Record the rater's choice on their trial ``token`` and hand out what follows, in one transaction.
 
     Repeating the answer of the rater's latest answered trial (a double click, a retry
     after a network error) is accepted and writes nothing; any other change or replay
@@ -348,26 +395,30 @@ def trial_answer(*, rater: Rater, token: str, choice: str, response_ms: str | in
     if not isinstance(token, str) or len(token) != 32:
         raise TrialRejected("no such trial in this session", status=404)
     with transaction.atomic():
-        trial = Trial.objects.select_for_update().select_related("rater__experiment").filter(token=token, rater=rater).first()
-        if trial is None:
-            raise TrialRejected("no such trial in this session", status=404)
-        if trial.rater.experiment.state != Experiment.State.OPEN:
+        rater = _locked(rater)
+        if rater.experiment.state != Experiment.State.OPEN:
             raise TrialRejected("this experiment is not open", status=403)
-        if trial.answered is not None:
-            latest = rater.trials.filter(answered__isnull=False).order_by("-answered", "-position").first()
-            if trial.choice == choice and latest == trial:
-                return Answer(trial, duplicate=True)
-            raise TrialRejected("this trial was already answered", status=409)
-        earlier = rater.trials.filter(answered__isnull=True, position__lt=trial.position).exists()
-        if earlier:
-            raise TrialRejected("answer the trials in order", status=409)
+        rows = _rows(rater)
+        row = next((r for r in rows if r["token"] == token), None)
+        if row is None:
+            raise TrialRejected("no such trial in this session", status=404)
         now = timezone.now()
-        trial.choice = choice
-        trial.response_ms = response
-        trial.answered = now
-        if trial.kind == Trial.Kind.SCORED:
-            trial.counted = _fill(trial, now)
-        trial.save(update_fields=["choice", "response_ms", "answered", "counted"])
-        if trial.kind == Trial.Kind.CATCH:
-            _update_flag(trial.rater)
-        return Answer(trial, duplicate=False)
+        if row["answered"] is not None:
+            latest = max((r for r in rows if r["answered"] is not None), key=lambda r: (r["answered"], r["position"]))
+            if row["choice"] == choice and latest is row:
+                pending = [_shown(r, rater.plan) for r in rows if r["answered"] is None]
+                return Answer(row["kind"], choice, row["real_side"], duplicate=True, pending=pending)
+            raise TrialRejected("this trial was already answered", status=409)
+        if any(r["answered"] is None and r["position"] < row["position"] for r in rows):
+            raise TrialRejected("answer the trials in order", status=409)
+        counted = False
+        if row["kind"] == Trial.Kind.SCORED:
+            counted = _fill(row, row["colorization_id"], rater.experiment, now)
+        Trial.objects.filter(pk=row["id"]).update(choice=choice, response_ms=response, answered=now, counted=counted)
+        row.update(choice=choice, answered=now)
+        if row["kind"] == Trial.Kind.CATCH:
+            flagged = _flagged(rows, rater.experiment.catch_fail_threshold)
+            if flagged != rater.flagged:
+                Rater.objects.filter(pk=rater.pk).update(flagged=flagged)
+        pending = _next(rater, rows, ahead=ahead, renew=False, now=now)
+        return Answer(row["kind"], choice, row["real_side"], duplicate=False, pending=pending)

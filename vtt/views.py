@@ -55,21 +55,24 @@ def _panel_ids(experiment: Experiment, data) -> dict[str, str]:
     return {"external_id": "", "study_id": "", "session_id": ""}
 
 
-def _trial_payload(trial: Trial) -> dict:
+def _trial_payload(trial: services.Shown | None) -> dict | None:
     """What the page needs to show one trial; never its kind beyond practice, never the real side."""
-    real, fake = trial.colorization.image.real_file, trial.colorization.file
-    left, right = (real, fake) if trial.real_side == Trial.Side.LEFT else (fake, real)
-    practice = trial.kind == Trial.Kind.PRACTICE
-    kinds = [kind for kind, _ in trial.rater.plan]
-    n_practice = kinds.count(Trial.Kind.PRACTICE)
+    if trial is None:
+        return None
+    left, right = (trial.real_file, trial.file) if trial.real_side == Trial.Side.LEFT else (trial.file, trial.real_file)
     return {
         "token": trial.token,
-        "practice": practice,
-        "number": trial.position if practice else trial.position - n_practice,
-        "total": n_practice if practice else len(kinds) - n_practice,
+        "practice": trial.practice,
+        "number": trial.number,
+        "total": trial.total,
         "left": reverse("vtt:image", args=[left]),
         "right": reverse("vtt:image", args=[right]),
     }
+
+
+def _pending_payload(pending: list[services.Shown]) -> dict:
+    return {"current": _trial_payload(pending[0] if pending else None),
+            "next": _trial_payload(pending[1] if len(pending) > 1 else None)}
 
 
 @require_GET
@@ -127,14 +130,10 @@ def trial(request: HttpRequest, slug: str) -> HttpResponse:
         return _rejected(request, exc)
     if not pending:
         return redirect("vtt:done", slug=slug)
-    current = _trial_payload(pending[0])
-    upcoming = _trial_payload(pending[1]) if len(pending) > 1 else None
-    context = {
-        "experiment": experiment,
-        "trial": current,
-        "state": {"current": current, "next": upcoming, "exposure_ms": experiment.exposure_ms or 0,
-                  "answer_url": reverse("vtt:answer", args=[slug]), "done_url": reverse("vtt:done", args=[slug])},
-    }
+    state = _pending_payload(pending)
+    state.update(exposure_ms=experiment.exposure_ms or 0, answer_url=reverse("vtt:answer", args=[slug]),
+                 done_url=reverse("vtt:done", args=[slug]))
+    context = {"experiment": experiment, "trial": state["current"], "state": state}
     return render(request, "vtt/trial.html", context)
 
 
@@ -151,20 +150,17 @@ def answer(request: HttpRequest, slug: str) -> HttpResponse:
             choice=request.POST.get("choice", ""),
             response_ms=request.POST.get("response_ms"),
         )
-        pending = services.trial_next(rater=rater)
     except services.TrialRejected as exc:
         return _rejected(request, exc)
     if not _wants_json(request):
         return redirect("vtt:trial", slug=slug)
-    answered = result.trial
     body = {
         "recorded": not result.duplicate,
         "feedback": (
-            {"correct": answered.choice == answered.real_side, "real_side": answered.real_side}
-            if answered.kind == Trial.Kind.PRACTICE else None
+            {"correct": result.choice == result.real_side, "real_side": result.real_side}
+            if result.kind == Trial.Kind.PRACTICE else None
         ),
-        "current": _trial_payload(pending[0]) if pending else None,
-        "next": _trial_payload(pending[1]) if len(pending) > 1 else None,
+        **_pending_payload(result.pending),
         "done_url": reverse("vtt:done", args=[slug]),
     }
     return JsonResponse(body)

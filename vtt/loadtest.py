@@ -1,0 +1,226 @@
+"""Simulated raters over HTTP, and a throwaway deployment (database + gunicorn) to point them at.
+
+Used by the concurrency test (`tests/test_concurrency.py`) and the serving benchmark
+(`benchmarks/serving.py`). Standard library only on the client side: a simulated
+rater is a cookie jar, the landing form's CSRF token, and the JSON answer API the
+browser uses.
+
+Everything here talks to the loopback address only.
+"""
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+_STATE = re.compile(r'<script id="vtt-state" type="application/json">(.*?)</script>', re.S)
+_CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+@dataclass
+class RaterLog:
+    """What one simulated rater did and what the server acknowledged."""
+
+    acknowledged: dict[str, str] = field(default_factory=dict)   # trial token -> choice, for every 200 answer
+    shown: list[str] = field(default_factory=list)                # trial tokens in the order shown
+    answer_seconds: list[float] = field(default_factory=list)     # latency of each answer request
+    errors: list[str] = field(default_factory=list)               # unexpected statuses
+    finished: bool = False
+
+
+class SimulatedRater:
+    """One rater in a browser-less session: landing, start, then answers until done or abandoned."""
+
+    def __init__(self, base_url: str, slug: str, *, seed: int, params: dict[str, str] | None = None, timeout: float = 30):
+        self.base_url, self.slug, self.timeout = base_url.rstrip("/"), slug, timeout
+        self.rng = random.Random(seed)
+        self.params = params or {}
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        self.csrf = ""
+        self.log = RaterLog()
+
+    def _request(self, path: str, data: dict | None = None, *, json_api: bool = False) -> tuple[int, bytes]:
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        request = urllib.request.Request(self.base_url + path, data=body)
+        if json_api:
+            request.add_header("Accept", "application/json")
+            request.add_header("X-CSRFToken", self.csrf)
+        try:
+            with self.opener.open(request, timeout=self.timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def start(self) -> dict | None:
+        query = ("?" + urllib.parse.urlencode(self.params)) if self.params else ""
+        status, page = self._request(f"/e/{self.slug}/{query}")
+        if status != 200:
+            self.log.errors.append(f"landing {status}")
+            return None
+        self.csrf = _CSRF.search(page.decode()).group(1)
+        status, page = self._request(f"/e/{self.slug}/start/", {"csrfmiddlewaretoken": self.csrf, **self.params})
+        match = _STATE.search(page.decode()) if status == 200 else None
+        if match is None:  # finished already, or no trial left for this rater
+            self.log.finished = status == 200
+            return None
+        return json.loads(match.group(1))["current"]
+
+    def answer(self, token: str, choice: str) -> tuple[int, dict]:
+        started = time.perf_counter()
+        status, body = self._request(
+            f"/e/{self.slug}/answer/",
+            {"trial": token, "choice": choice, "response_ms": str(self.rng.randint(300, 3000))},
+            json_api=True,
+        )
+        self.log.answer_seconds.append(time.perf_counter() - started)
+        data = json.loads(body) if body.startswith(b"{") else {}
+        if status == 200:
+            self.log.acknowledged[token] = choice
+        else:
+            self.log.errors.append(f"answer {status}: {data.get('error', body[:80])}")
+        return status, data
+
+    def run(self, *, abandon_after: int | None = None, double_submit: bool = False, think: float = 0.0) -> RaterLog:
+        """Answer every trial (a random side), stopping after ``abandon_after`` answers if given.
+
+        ``double_submit`` sends each answer twice at once from two threads, as a double
+        click or a retry racing the first request would.
+        """
+        current = self.start()
+        answered = 0
+        while current is not None:
+            if abandon_after is not None and answered >= abandon_after:
+                return self.log
+            self.log.shown.append(current["token"])
+            if think:
+                time.sleep(self.rng.uniform(0, think))
+            choice = self.rng.choice("LR")
+            if double_submit:
+                results: list[tuple[int, dict]] = []
+                threads = [threading.Thread(target=lambda: results.append(self.answer(current["token"], choice)))
+                           for _ in range(2)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                data = next((d for s, d in results if s == 200), None)
+                if data is None:
+                    return self.log
+            else:
+                status, data = self.answer(current["token"], choice)
+                if status != 200:
+                    return self.log
+            answered += 1
+            current = data.get("current")
+        self.log.finished = True
+        return self.log
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Deployment:
+    """A running gunicorn of this project on a fresh database; see `deployment`."""
+
+    base_url: str
+    env: dict[str, str]
+    database_url: str
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=self.env,
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"gunicorn did not answer on {url} within {seconds} s")
+
+
+@contextmanager
+def deployment(backend: str, *, workers: int = 4, postgres_url: str = "postgres://postgres@127.0.0.1:5432/postgres") -> Iterator[Deployment]:
+    """A fresh database (``sqlite`` file or a new ``postgresql`` database), migrated, served by gunicorn.
+
+    The database and the files are removed afterwards. PostgreSQL must answer at
+    ``postgres_url`` with the right to create databases.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="vtt-loadtest-"))
+    name = f"vtt_loadtest_{secrets.token_hex(4)}"
+    admin = None
+    if backend == "postgresql":
+        import psycopg
+
+        try:
+            admin = psycopg.connect(postgres_url.replace("postgres://", "postgresql://"), autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise RuntimeError(f"PostgreSQL does not answer at {postgres_url}: {exc}") from None
+        admin.execute(f'CREATE DATABASE "{name}"')
+        database_url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    elif backend == "sqlite":
+        database_url = f"sqlite:///{workdir / 'db.sqlite3'}"
+    else:
+        raise ValueError(f"backend must be 'sqlite' or 'postgresql', got {backend!r}")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "VTT_", "DATABASE_URL"))}
+    env.update(VTT_DEMO="1", VTT_VAR_DIR=str(workdir), VTT_MEDIA_ROOT=str(workdir / "media"), DATABASE_URL=database_url,
+               DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost", DJANGO_CONN_MAX_AGE="60")
+    process = None
+    try:
+        deploy = Deployment(f"http://127.0.0.1:{port}", env, database_url)
+        deploy.manage("migrate", "--noinput", "--verbosity", "0")
+        deploy.manage("collectstatic", "--noinput", "--verbosity", "0")
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        process = subprocess.Popen(
+            [str(gunicorn), "vtt.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+             "--log-level", "warning", "--timeout", "60"],
+            cwd=BASE_DIR, env=env, start_new_session=True,
+        )
+        _wait_until_up(deploy.base_url, process)
+        yield deploy
+    finally:
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if admin is not None:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.close()
+        shutil.rmtree(workdir, ignore_errors=True)
