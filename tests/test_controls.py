@@ -48,7 +48,7 @@ def test_the_three_controls_are_registered():
 
 
 def test_unknown_name_raises_value_error_listing_the_known_names():
-    with pytest.raises(ValueError, match=r"'nope'.*grayscale, ground_truth, mean_chroma"):
+    with pytest.raises(ValueError, match=r"'nope' \(known: .*grayscale, ground_truth, .*mean_chroma"):
         get_colorizer("nope")
 
 

@@ -1,4 +1,4 @@
-"""Simulated raters over HTTP, and a throwaway deployment (database + gunicorn) to point them at.
+"""Simulated raters over HTTP, and throwaway databases and deployments (gunicorn) to run them against.
 
 Used by the concurrency test (`tests/test_concurrency.py`) and the serving benchmark
 (`benchmarks/serving.py`). Standard library only on the client side: a simulated
@@ -143,19 +143,74 @@ def free_port() -> int:
 
 
 @dataclass
-class Deployment:
-    """A running gunicorn of this project on a fresh database; see `deployment`."""
+class Scratch:
+    """A fresh, migrated database and media folder, and the environment that points manage.py at them."""
 
-    base_url: str
     env: dict[str, str]
     database_url: str
+    workdir: Path
 
-    def manage(self, *args: str) -> str:
+    def manage(self, *args: str, check: bool = True) -> str:
         result = subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=self.env,
                                 capture_output=True, text=True)
-        if result.returncode != 0:
+        if check and result.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
+
+    def query(self, sql: str) -> list[tuple]:
+        """Rows of a read-only SQL query on the scratch database."""
+        if self.database_url.startswith("sqlite:///"):
+            import sqlite3
+
+            with sqlite3.connect(self.database_url.removeprefix("sqlite:///")) as db:
+                return db.execute(sql).fetchall()
+        import psycopg
+
+        with psycopg.connect(self.database_url.replace("postgres://", "postgresql://")) as db:
+            return db.execute(sql).fetchall()
+
+
+@dataclass
+class Deployment(Scratch):
+    """A running gunicorn of this project on a scratch database; see `deployment`."""
+
+    base_url: str = ""
+
+
+@contextmanager
+def scratch(backend: str, *, postgres_url: str = "postgres://postgres@127.0.0.1:5432/postgres") -> Iterator[Scratch]:
+    """A fresh database (``sqlite`` file or a new ``postgresql`` database), migrated, removed afterwards.
+
+    PostgreSQL must answer at ``postgres_url`` with the right to create databases.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="vtt-scratch-"))
+    name = f"vtt_scratch_{secrets.token_hex(4)}"
+    admin = None
+    try:
+        if backend == "postgresql":
+            import psycopg
+
+            try:
+                admin = psycopg.connect(postgres_url.replace("postgres://", "postgresql://"), autocommit=True)
+            except psycopg.OperationalError as exc:
+                raise RuntimeError(f"PostgreSQL does not answer at {postgres_url}: {exc}") from None
+            admin.execute(f'CREATE DATABASE "{name}"')
+            database_url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+        elif backend == "sqlite":
+            database_url = f"sqlite:///{workdir / 'db.sqlite3'}"
+        else:
+            raise ValueError(f"backend must be 'sqlite' or 'postgresql', got {backend!r}")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "VTT_", "DATABASE_URL"))}
+        env.update(VTT_DEMO="1", VTT_VAR_DIR=str(workdir), VTT_MEDIA_ROOT=str(workdir / "media"),
+                   DATABASE_URL=database_url, DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost", DJANGO_CONN_MAX_AGE="60")
+        site = Scratch(env, database_url, workdir)
+        site.manage("migrate", "--noinput", "--verbosity", "0")
+        yield site
+    finally:
+        if admin is not None:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
@@ -173,54 +228,26 @@ def _wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> 
 
 
 @contextmanager
-def deployment(backend: str, *, workers: int = 4, postgres_url: str = "postgres://postgres@127.0.0.1:5432/postgres") -> Iterator[Deployment]:
-    """A fresh database (``sqlite`` file or a new ``postgresql`` database), migrated, served by gunicorn.
-
-    The database and the files are removed afterwards. PostgreSQL must answer at
-    ``postgres_url`` with the right to create databases.
-    """
-    workdir = Path(tempfile.mkdtemp(prefix="vtt-loadtest-"))
-    name = f"vtt_loadtest_{secrets.token_hex(4)}"
-    admin = None
-    if backend == "postgresql":
-        import psycopg
-
-        try:
-            admin = psycopg.connect(postgres_url.replace("postgres://", "postgresql://"), autocommit=True)
-        except psycopg.OperationalError as exc:
-            raise RuntimeError(f"PostgreSQL does not answer at {postgres_url}: {exc}") from None
-        admin.execute(f'CREATE DATABASE "{name}"')
-        database_url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    elif backend == "sqlite":
-        database_url = f"sqlite:///{workdir / 'db.sqlite3'}"
-    else:
-        raise ValueError(f"backend must be 'sqlite' or 'postgresql', got {backend!r}")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "VTT_", "DATABASE_URL"))}
-    env.update(VTT_DEMO="1", VTT_VAR_DIR=str(workdir), VTT_MEDIA_ROOT=str(workdir / "media"), DATABASE_URL=database_url,
-               DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost", DJANGO_CONN_MAX_AGE="60")
-    process = None
-    try:
-        deploy = Deployment(f"http://127.0.0.1:{port}", env, database_url)
-        deploy.manage("migrate", "--noinput", "--verbosity", "0")
-        deploy.manage("collectstatic", "--noinput", "--verbosity", "0")
+def deployment(backend: str, *, workers: int = 4) -> Iterator[Deployment]:
+    """A scratch database served by gunicorn on a free port of 127.0.0.1."""
+    with scratch(backend) as base:
+        port = free_port()
+        site = Deployment(base.env, base.database_url, base.workdir, base_url=f"http://127.0.0.1:{port}")
+        site.manage("collectstatic", "--noinput", "--verbosity", "0")
         gunicorn = Path(sys.executable).with_name("gunicorn")
         process = subprocess.Popen(
             [str(gunicorn), "vtt.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
              "--log-level", "warning", "--timeout", "60"],
-            cwd=BASE_DIR, env=env, start_new_session=True,
+            cwd=BASE_DIR, env=site.env, start_new_session=True,
         )
-        _wait_until_up(deploy.base_url, process)
-        yield deploy
-    finally:
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        if admin is not None:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            _wait_until_up(site.base_url, process)
+            yield site
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()

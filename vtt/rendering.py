@@ -110,14 +110,22 @@ def load_lab(path: str | Path, size: int) -> torch.Tensor:
     return lab
 
 
-def encode(L: torch.Tensor, ab: torch.Tensor) -> bytes:
-    """JPEG bytes of the image with luminance ``L`` (1, H, W) and chroma ``ab`` (2, H, W)."""
-    lab = torch.cat([L, ab], dim=0).float().cpu()[None]
-    rgb = lab_to_rgb(lab)[0]
-    pixels = (rgb * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+def to_srgb8(L: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
+    """Luminance ``L`` (B, 1, H, W) and chroma ``ab`` (B, 2, H, W) -> sRGB uint8 (B, H, W, 3), on any device."""
+    rgb = lab_to_rgb(torch.cat([L, ab], dim=1).float())
+    return (rgb * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def encode_srgb8(pixels: np.ndarray) -> bytes:
+    """JPEG bytes of one (H, W, 3) uint8 image at `JPEG_SETTINGS` (Pillow releases the GIL here)."""
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, **JPEG_SETTINGS)
     return buffer.getvalue()
+
+
+def encode(L: torch.Tensor, ab: torch.Tensor) -> bytes:
+    """JPEG bytes of the image with luminance ``L`` (1, H, W) and chroma ``ab`` (2, H, W)."""
+    return encode_srgb8(to_srgb8(L[None], ab[None])[0])
 
 
 def write_atomic(directory: Path, name: str, data: bytes) -> Path:

@@ -187,3 +187,24 @@ def resolve(split: str, *, imagenet_val: str | Path | None = None, limit: int | 
             raise SourceError(f"--split {split} needs --imagenet-val DIR (an ImageNet validation folder)")
         return split_sources(split, imagenet_val, limit=limit, seed=seed)
     raise SourceError(f"unknown split {split!r}: use demo, ctest10k, cval1k or folder:PATH")
+
+
+def locate(split: str, keys: list[str], *, imagenet_val: str | Path | None = None) -> dict[str, Path]:
+    """The files of already registered sources (``keys`` of ``split``), for re-reading them."""
+    if split == "demo":
+        refs = demo_sources("test") + demo_sources("train")
+    elif split.startswith("folder:"):
+        refs = folder_sources(split.removeprefix("folder:"))
+    elif split in SPLIT_NAMES:
+        if imagenet_val is None:
+            raise SourceError(f"the images of {split} are read from --imagenet-val DIR")
+        wanted = set(keys)
+        entries = [e for e in parse_split(SPLITS_DIR / f"{split}.txt") if e.key in wanted]
+        refs = resolve_imagenet(entries, imagenet_val, split)
+    else:
+        raise SourceError(f"unknown split {split!r}")
+    paths = {ref.key: ref.path for ref in refs}
+    missing = [key for key in keys if key not in paths]
+    if missing:
+        raise SourceError(f"{len(missing)} registered {split} images are no longer found: {', '.join(missing[:10])}")
+    return paths

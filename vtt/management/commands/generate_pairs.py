@@ -1,8 +1,10 @@
-"""Render an experiment's pairs: source images through every chosen colorizer."""
+"""Render an experiment's pairs: source images through every chosen colorizer, or import results."""
 from __future__ import annotations
 
+import os
 import sys
 
+import torch
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from tqdm import tqdm
@@ -22,11 +24,43 @@ def _checkpoints(values: list[str]) -> dict[str, str]:
     return out
 
 
+class _Ranks:
+    """This process's place under ``torchrun`` (RANK / WORLD_SIZE), or a single process."""
+
+    def __init__(self, device_name: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device_name = device_name
+        if self.world > 1:
+            import torch.distributed as dist
+
+            use_cuda = device_name != "cpu" and torch.cuda.is_available()
+            dist.init_process_group("nccl" if use_cuda else "gloo")
+            if use_cuda:
+                torch.cuda.set_device(self.local)
+                self.device_name = f"cuda:{self.local}"
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
 class Command(BaseCommand):
     help = (
         "Turn a split of source images into an experiment's rated pairs: each image's real colours and "
-        "each method's colorization, rendered by one code path and stored under random names. "
-        "Idempotent: a rerun with the same arguments adds nothing."
+        "each method's colorization, rendered by one code path and stored under random names; or import "
+        "colorizations made elsewhere (--import-dir). Idempotent and resumable: a rerun with the same "
+        "arguments completes what is missing and adds nothing else. Under torchrun the images are sharded "
+        "across the ranks."
     )
 
     def add_arguments(self, parser):
@@ -57,11 +91,37 @@ class Command(BaseCommand):
         parser.add_argument("--raters-per-pair", type=int, default=5, help="Distinct raters per (image, method) pair (new experiments only). Default: 5.")
         parser.add_argument("--trials-per-rater", type=int, default=40, help="Scored trials per rater (new experiments only). Default: 40.")
         parser.add_argument("--size", type=int, default=256, help="Side of the square images raters see (new experiments only). Default: 256.")
-        parser.add_argument("--batch-size", type=int, default=16, help="Images per colorizer call. Default: 16.")
+        parser.add_argument("--batch-size", type=int, default=32, help="Images per colorizer call. Default: 32.")
         parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="Where the colorizers run. Default: auto (CUDA when available).")
+        parser.add_argument(
+            "--precision", choices=["auto", "fp32", "bf16"], default="auto",
+            help="Colorizers under bf16 autocast or in fp32. Default: auto (bf16 on CUDA, fp32 on CPU).",
+        )
+        parser.add_argument(
+            "--workers", type=int, default=min(8, os.cpu_count() or 1),
+            help="Processes that decode and resize source images. Default: the number of CPUs, at most 8.",
+        )
+        parser.add_argument("--threads", type=int, default=4, help="Threads that encode and write JPEGs. Default: 4.")
+        parser.add_argument(
+            "--import-dir", metavar="PATH",
+            help="Register colorizations produced elsewhere: one image per source of the experiment, named after "
+            "it (ILSVRC2012_val_00000293.png), at the source's size or the experiment's. Needs --method-name.",
+        )
+        parser.add_argument("--method-name", help="Name of the imported method in reports, e.g. 'ddcolor'.")
         parser.add_argument("--open", action="store_true", help="Open the experiment to raters when done.")
 
     def handle(self, *args, **options):
+        for option in ("raters_per_pair", "trials_per_rater", "batch_size", "threads"):
+            if options[option] < 1:
+                raise CommandError(f"--{option.replace('_', '-')} must be at least 1, got {options[option]}")
+        if options["workers"] < 0:
+            raise CommandError(f"--workers must be 0 or more, got {options['workers']}")
+        if not 32 <= options["size"] <= 1024:
+            raise CommandError(f"--size must be between 32 and 1024, got {options['size']}")
+        if options["import_dir"]:
+            return self._import(options)
+        if options["method_name"]:
+            raise CommandError("--method-name names an imported method: use it with --import-dir")
         checkpoints = _checkpoints(options["checkpoint"])
         if options["methods"]:
             names = [n.strip() for n in options["methods"].split(",") if n.strip()]
@@ -70,43 +130,61 @@ class Command(BaseCommand):
         unknown = sorted(set(checkpoints) - set(names))
         if unknown:
             raise CommandError(f"--checkpoint given for {', '.join(unknown)}, which is not among --methods {', '.join(names)}")
-        if options["batch_size"] < 1:
-            raise CommandError(f"--batch-size must be at least 1, got {options['batch_size']}")
-        for option in ("raters_per_pair", "trials_per_rater"):
-            if options[option] < 1:
-                raise CommandError(f"--{option.replace('_', '-')} must be at least 1, got {options[option]}")
-        if not 32 <= options["size"] <= 1024:
-            raise CommandError(f"--size must be between 32 and 1024, got {options['size']}")
+        ranks = _Ranks(options["device"])
         try:
-            refs = sources.resolve(options["split"], imagenet_val=options["imagenet_val"], limit=options["limit"], seed=options["seed"])
-            device = generation.resolve_device(options["device"])
-            plans = [generation.load_plan(name, checkpoints.get(name), device) for name in names]
-        except (sources.SourceError, generation.GenerationError) as exc:
-            raise CommandError(str(exc)) from None
-
-        experiment = self._experiment(options)
-        verbose = options["verbosity"] >= 1
-        if verbose:
-            self.stdout.write(
-                f"{experiment.slug}: {len(refs)} images of {options['split']} x {len(plans)} methods "
-                f"({', '.join(names)}) at {experiment.image_size} px on {device}"
-            )
-        with tqdm(total=len(refs), unit="img", disable=not verbose, file=sys.stderr) as bar:
             try:
-                report = generation.generate(
-                    experiment, refs, plans, seed=options["seed"], batch_size=options["batch_size"],
-                    device=device, progress=bar.update,
-                )
-            except generation.GenerationError as exc:
+                refs = sources.resolve(options["split"], imagenet_val=options["imagenet_val"], limit=options["limit"], seed=options["seed"])
+                device = generation.resolve_device(options["device"]) if ranks.world == 1 else torch.device(ranks.device_name)
+                plans = [generation.load_plan(name, checkpoints.get(name), device) for name in names]
+            except (sources.SourceError, generation.GenerationError) as exc:
                 raise CommandError(str(exc)) from None
-        if report.skipped:
-            with transaction.atomic():
-                experiment.refresh_from_db()
-                experiment.preprocessing = {**experiment.preprocessing, "skipped": {
-                    **experiment.preprocessing.get("skipped", {}), **report.skipped}}
-                experiment.save(update_fields=["preprocessing"])
-            for key, reason in report.skipped.items():
-                self.stdout.write(self.style.WARNING(f"skipped {key}: {reason}"))
+            precision = options["precision"]
+            if precision == "auto":
+                precision = "bf16" if device.type == "cuda" else "fp32"
+            if ranks.rank == 0:
+                experiment = self._experiment(options)
+            ranks.barrier()
+            experiment = Experiment.objects.get(slug=options["experiment"])
+            verbose = options["verbosity"] >= 1
+            if verbose:
+                shard = f" (rank {ranks.rank} of {ranks.world})" if ranks.world > 1 else ""
+                self.stdout.write(
+                    f"{experiment.slug}: {len(refs)} images of {options['split']} x {len(plans)} methods "
+                    f"({', '.join(names)}) at {experiment.image_size} px on {device}, {precision}{shard}"
+                )
+            with tqdm(total=len(refs[ranks.rank::ranks.world]), unit="img", disable=not verbose, file=sys.stderr) as bar:
+                try:
+                    report = generation.generate(
+                        experiment, refs, plans, seed=options["seed"], batch_size=options["batch_size"],
+                        device=device, workers=options["workers"], threads=options["threads"], precision=precision,
+                        shard=(ranks.rank, ranks.world), progress=bar.update,
+                    )
+                except generation.GenerationError as exc:
+                    raise CommandError(str(exc)) from None
+            self._record_skipped(experiment, report.skipped)
+            ranks.barrier()
+            if ranks.rank == 0:
+                self._finish(experiment, options)
+            self.stdout.write(self.style.SUCCESS(
+                f"{experiment.slug}: {report.images_added} images and {report.colorizations_added} colorizations added, "
+                f"{report.colorizations_present} already present, {len(report.skipped)} skipped; "
+                f"state {Experiment.objects.get(pk=experiment.pk).state}"
+            ))
+        finally:
+            ranks.close()
+
+    def _record_skipped(self, experiment: Experiment, skipped: dict[str, str]) -> None:
+        if not skipped:
+            return
+        with transaction.atomic():
+            locked = Experiment.objects.select_for_update().get(pk=experiment.pk)
+            locked.preprocessing = {**locked.preprocessing, "skipped": {**locked.preprocessing.get("skipped", {}), **skipped}}
+            locked.save(update_fields=["preprocessing"])
+        for key, reason in skipped.items():
+            self.stdout.write(self.style.WARNING(f"skipped {key}: {reason}"))
+
+    def _finish(self, experiment: Experiment, options) -> None:
+        experiment.refresh_from_db()
         try:
             if options["open"] and experiment.state == Experiment.State.DRAFT:
                 services.experiment_open(experiment=experiment)
@@ -114,10 +192,28 @@ class Command(BaseCommand):
                 services.slots_sync(experiment=experiment)  # new pairs of an open experiment get their K places
         except services.TrialRejected as exc:
             raise CommandError(str(exc)) from None
-        experiment.refresh_from_db()
+
+    def _import(self, options) -> None:
+        if not options["method_name"]:
+            raise CommandError("--import-dir needs --method-name NAME")
+        if options["methods"] or options["checkpoint"]:
+            raise CommandError("--import-dir registers one imported method: leave out --methods and --checkpoint")
+        experiment = Experiment.objects.filter(slug=options["experiment"]).first()
+        if experiment is None:
+            raise CommandError(f"no experiment {options['experiment']!r}: generate its pairs before importing a method")
+        keys = list(experiment.images.values_list("source__path", flat=True))
+        try:
+            paths = sources.locate(experiment.split, keys, imagenet_val=options["imagenet_val"])
+            report = generation.import_results(experiment, options["import_dir"], options["method_name"],
+                                               source_paths=paths, threads=options["threads"])
+        except (sources.SourceError, generation.GenerationError) as exc:
+            raise CommandError(str(exc)) from None
+        for key, problem in report.problems.items():
+            self.stdout.write(self.style.WARNING(f"not imported {key}: {problem}"))
+        self._finish(experiment, options)
         self.stdout.write(self.style.SUCCESS(
-            f"{experiment.slug}: {report.images_added} images and {report.colorizations_added} colorizations added, "
-            f"{report.colorizations_present} already present, {len(report.skipped)} skipped; state {experiment.state}"
+            f"{experiment.slug}/{options['method_name']}: {report.added} colorizations imported, "
+            f"{report.present} already present, {len(report.problems)} not imported"
         ))
 
     def _experiment(self, options) -> Experiment:
