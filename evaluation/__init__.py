@@ -3,11 +3,24 @@
 score
     VTT score (fraction of trials where the generated image was picked) with a
     two-way cluster bootstrap or a Wilson confidence interval.
-VTTResult
-    Result of `score`.
+compare, compare_all
+    Difference of the VTT scores of two methods rated on the same images (or
+    of every pair of methods), with a paired two-way cluster bootstrap
+    interval, a two-sided p-value and Holm's adjustment.
+holm
+    Holm's step-down adjustment of a family of p-values.
+quality
+    Catch-trial accuracy per rater and the rule that flags inattentive raters.
+agreement
+    Agreement between raters: Krippendorff's alpha for nominal answers.
+VTTResult, Comparison, RaterQuality, Agreement
+    Their results.
 
 Depends on numpy and scipy only.
 """
+from .comparison import Comparison, compare, compare_all, holm
+from .raters import Agreement, RaterQuality, agreement, quality
 from .vtt import VTTResult, score
 
-__all__ = ["score", "VTTResult"]
+__all__ = ["score", "VTTResult", "compare", "compare_all", "holm", "Comparison",
+           "quality", "RaterQuality", "agreement", "Agreement"]

@@ -4,21 +4,20 @@ A Visual Turing Test (VTT) trial shows a rater the ground-truth image and a
 colorized version of it; the rater picks the one with the true colors. The
 VTT score is the fraction of trials in which the generated image was picked.
 """
-import numbers
-import operator
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import coo_array
 from scipy.special import ndtri
 
-__all__ = ["score", "VTTResult"]
+from . import _common
+# The paired comparison of two methods lives in its own module; it is a VTT
+# statistic too, so `evaluation.vtt.compare` names it as well.
+from .comparison import Comparison, compare, compare_all
+
+__all__ = ["score", "VTTResult", "compare", "compare_all", "Comparison"]
 
 _METHODS = ("bootstrap", "wilson")
-
-# Bound on the memory of the per-batch blocks of the bootstrap, in bytes.
-_BATCH_BYTES = 2**28
 
 
 @dataclass(frozen=True)
@@ -55,80 +54,22 @@ class VTTResult:
 
 def _iv(chose_generated, image_ids, rater_ids, method, confidence, n_boot,
         batch, seed):
-    y = np.asarray(chose_generated)
-    if y.ndim != 1:
-        raise ValueError("`chose_generated` must be one-dimensional; "
-                         f"got shape {y.shape}.")
+    y = _common.binary("chose_generated", chose_generated)
     if y.size == 0:
         raise ValueError("`chose_generated` must contain at least one "
                          "judgment; got an empty array.")
-    if y.dtype.kind in "biufO":
-        bad = y[~((y == 0) | (y == 1))]
-    else:
-        bad = y
-    if bad.size:
-        raise ValueError("`chose_generated` must contain only booleans or "
-                         f"0/1; got {bad[:1].tolist()[0]!r}.")
-    y = y.astype(np.float64)
-
-    codes = []
-    for name, ids in (("image_ids", image_ids), ("rater_ids", rater_ids)):
-        ids = np.asarray(ids)
-        if ids.ndim != 1:
-            raise ValueError(f"`{name}` must be one-dimensional; "
-                             f"got shape {ids.shape}.")
-        if ids.size != y.size:
-            raise ValueError(f"`{name}` must have the same length as "
-                             f"`chose_generated` ({y.size}); got {ids.size}.")
-        try:
-            uniques, inverse = np.unique(ids, return_inverse=True)
-        except TypeError as exc:
-            raise ValueError(f"`{name}` must be ids of one kind (all str or "
-                             f"all int) so that they can be sorted; {exc}."
-                             ) from exc
-        codes.append((inverse.ravel(), uniques.size))
-    (img, n_images), (rat, n_raters) = codes
-
-    if method not in _METHODS:
-        raise ValueError(f"`method` must be one of {_METHODS}; "
-                         f"got {method!r}.")
-
-    if (not isinstance(confidence, numbers.Real)
-            or not 0 < confidence < 1):
-        raise ValueError("`confidence` must be a real number strictly "
-                         f"between 0 and 1; got {confidence!r}.")
-
-    try:
-        n_boot_int = operator.index(n_boot)
-    except TypeError:
-        n_boot_int = 0
-    if n_boot_int < 1:
-        raise ValueError("`n_boot` must be a positive integer; "
-                         f"got {n_boot!r}.")
-
-    if batch is None:
-        # Per resample: image counts as int64 and float64, rater counts as
-        # int64 and float64, and two (n_raters,) products, all 8 bytes wide.
-        per_resample = 8 * (2 * n_images + 4 * n_raters)
-        batch_int = max(1, _BATCH_BYTES // per_resample)
-    else:
-        try:
-            batch_int = operator.index(batch)
-        except TypeError:
-            batch_int = 0
-        if batch_int < 1:
-            raise ValueError("`batch` must be None or a positive integer; "
-                             f"got {batch!r}.")
-    batch_int = min(batch_int, n_boot_int)
-
-    try:
-        rng = np.random.default_rng(seed)
-    except (TypeError, ValueError) as exc:
-        raise ValueError("`seed` must be None, a non-negative integer or a "
-                         f"numpy.random.Generator; got {seed!r}.") from exc
-
-    return (y, img, rat, n_images, n_raters, method, float(confidence),
-            n_boot_int, batch_int, rng)
+    img, images = _common.codes("image_ids", image_ids, y.size)
+    rat, raters = _common.codes("rater_ids", rater_ids, y.size)
+    n_images, n_raters = images.size, raters.size
+    method = _common.choice("method", method, _METHODS)
+    confidence = _common.confidence_level(confidence)
+    n_boot = _common.positive_int("n_boot", n_boot)
+    # Per resample: image counts as int64 and float64, rater counts as int64
+    # and float64, and two (n_raters,) products, all 8 bytes wide.
+    batch = _common.batch_size(batch, n_boot, 8 * (2 * n_images + 4 * n_raters))
+    rng = _common.generator(seed)
+    return (y, img, rat, n_images, n_raters, method, confidence, n_boot,
+            batch, rng)
 
 
 def _wilson(k, n, confidence):
@@ -143,15 +84,7 @@ def _wilson(k, n, confidence):
     return float(low), float(high)
 
 
-def _cell_matrices(y, img, rat, n_images, n_raters):
-    # Judgments summed per (rater, image) cell: duplicates add up in tocsr().
-    # Rows are raters so that the sparse-times-dense products in
-    # `_replicate_sums` run along contiguous rows of the image counts.
-    shape = (n_raters, n_images)
-    y_cell = coo_array((y, (rat, img)), shape=shape).tocsr()
-    y_cell.eliminate_zeros()
-    n_cell = coo_array((np.ones_like(y), (rat, img)), shape=shape).tocsr()
-    return y_cell, n_cell
+_cell_matrices = _common.cell_matrices
 
 
 def _replicate_sums(y_cell, n_cell, w_img, w_rat):
@@ -172,13 +105,11 @@ def _pigeonhole(y, img, rat, n_images, n_raters, confidence, n_boot, batch,
     # Separate streams for images and raters, so that the resamples do not
     # depend on how they are split into batches.
     rng_img, rng_rat = rng.spawn(2)
-    p_img = np.full(n_images, 1 / n_images)
-    p_rat = np.full(n_raters, 1 / n_raters)
     replicates = np.empty(n_boot)
     for start in range(0, n_boot, batch):
         size = min(batch, n_boot - start)
-        w_img = rng_img.multinomial(n_images, p_img, size=size)
-        w_rat = rng_rat.multinomial(n_raters, p_rat, size=size)
+        w_img = _common.draw_weights(rng_img, n_images, size)
+        w_rat = _common.draw_weights(rng_rat, n_raters, size)
         num, den = _replicate_sums(y_cell, n_cell, w_img, w_rat)
         with np.errstate(invalid="ignore"):
             replicates[start:start + size] = num / den  # NaN where den == 0
@@ -247,6 +178,11 @@ def score(chose_generated, image_ids, rater_ids, *, method="bootstrap",
     RuntimeWarning
         If the bootstrap interval is degenerate (every resample gave the same
         score), or if some resamples contained no judgment and were dropped.
+
+    See Also
+    --------
+    compare : the difference of two methods' scores, with a paired interval
+        and a p-value.
 
     Notes
     -----
@@ -318,7 +254,7 @@ def score(chose_generated, image_ids, rater_ids, *, method="bootstrap",
     >>> res.n_trials, res.n_images, res.n_raters
     (800, 200, 40)
     >>> print(f"{res.score:.3f} [{res.ci_low:.3f}, {res.ci_high:.3f}]")
-    0.309 [0.255, 0.362]
+    0.309 [0.256, 0.365]
 
     These simulated answers are independent, so the Wilson interval, which
     assumes so, is narrower here; with real raters and images it would be too

@@ -20,12 +20,13 @@ pytestmark = pytest.mark.django_db
 JSON = {"HTTP_ACCEPT": "application/json"}
 
 
-def make_experiment(photo_dir: Path, checkpoint: Path, *, images: int = 5, **design) -> Experiment:
+def make_experiment(photo_dir: Path, checkpoint: Path, *, images: int = 5, methods: str = "", **design) -> Experiment:
     for i in range(5, images):
         colour_image(i).save(photo_dir / f"extra{i}.png")
+    chosen = ["--methods", methods] if methods else ["--checkpoint", f"mean_chroma={checkpoint}"]
     call_command(
-        "generate_pairs", "--experiment", "e", "--split", f"folder:{photo_dir}", "--size", "64",
-        "--checkpoint", f"mean_chroma={checkpoint}", stdout=io.StringIO(), stderr=io.StringIO(),
+        "generate_pairs", "--experiment", "e", "--split", f"folder:{photo_dir}", "--size", "64", "--workers", "0",
+        *chosen, stdout=io.StringIO(), stderr=io.StringIO(),
     )
     experiment = Experiment.objects.get(slug="e")
     defaults = {"completion_code": "C0DE42", "trials_per_rater": 3, "practice_trials": 1, "catch_trial_rate": 0.34}
@@ -203,8 +204,9 @@ def test_the_single_method_design_gives_each_rater_one_method(media_root, photo_
 
 
 def test_an_expired_lease_returns_the_pair_and_a_late_answer_never_exceeds_k(media_root, photo_dir, mean_chroma_checkpoint):
-    experiment = make_experiment(photo_dir, mean_chroma_checkpoint, images=5, raters_per_pair=1, trials_per_rater=10,
-                                 practice_trials=0, catch_trial_rate=0.0)
+    # One rated method: the other rater must take the expired pair to see its image at all.
+    experiment = make_experiment(photo_dir, mean_chroma_checkpoint, methods="ground_truth,grayscale",
+                                 raters_per_pair=1, trials_per_rater=10, practice_trials=0, catch_trial_rate=0.0)
     slow, fast = Client(), Client()
     start(slow, experiment)
     late = page_state(slow, experiment)["current"]["token"]
@@ -359,6 +361,7 @@ def test_the_staff_pages_and_exports_are_for_staff_only(experiment, admin_client
         assert admin_client.get(reverse(name, args=args)).status_code == 200
     detail = admin_client.get(reverse("vtt:experiment", args=["e"])).content.decode()
     assert "mean_chroma" in detail and "/e/e/" in detail
+    assert "<svg" in detail and "VTT scores" in detail  # the report's figure and table
     rows = list(csv.DictReader(io.StringIO(admin_client.get(reverse("vtt:export", args=["e", "csv"])).content.decode())))
     assert len(rows) == 5 and {r["trial_kind"] for r in rows} == {"practice", "scored", "catch"}
     assert all(r["chose_generated"] in {"0", "1"} for r in rows)

@@ -267,3 +267,21 @@ def test_evaluation_imports_neither_django_nor_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT,
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_resample_counts_are_multinomial_draws_of_n_clusters():
+    # Each row counts n picks with replacement among n clusters: it sums to n, and each count is
+    # Binomial(n, 1/n), with mean 1 and variance 1 - 1/n. Over 4,000 x 50 counts the mean has a
+    # standard error of 0.0022 and the variance one of about 0.004 (3 of each allowed).
+    from evaluation._common import draw_weights
+
+    counts = draw_weights(np.random.default_rng(0), 50, 4000)
+    assert counts.shape == (4000, 50)
+    assert (counts.sum(axis=1) == 50).all()
+    assert counts.mean() == pytest.approx(1.0, abs=0.007)
+    assert counts.var() == pytest.approx(1 - 1 / 50, abs=0.012)
+    # Column 0 against Binomial(50, 1/50): chi-square over the counts 0, 1, 2, 3 and 4 or more.
+    observed = np.bincount(np.minimum(counts[:, 0], 4), minlength=5)
+    probabilities = stats.binom.pmf(np.arange(4), 50, 1 / 50)
+    expected = 4000 * np.append(probabilities, 1 - probabilities.sum())
+    assert stats.chisquare(observed, expected).pvalue > 0.001

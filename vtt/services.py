@@ -40,6 +40,8 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from evaluation import quality
+
 from .models import Colorization, Experiment, Method, Rater, Slot, Trial
 
 MAX_RESPONSE_MS = 10 * 60 * 1000
@@ -360,10 +362,12 @@ def _fill(row: dict, colorization_id: int, experiment: Experiment, now) -> bool:
 
 
 def _flagged(rows: list[dict], threshold: float) -> bool:
-    """More than ``threshold`` of the answered catch trials failed (the grayscale image picked as real)."""
+    """The exclusion rule of `evaluation.quality` on this rater's answered catch trials."""
     catch = [row for row in rows if row["kind"] == Trial.Kind.CATCH and row["choice"]]
-    failed = sum(row["choice"] != row["real_side"] for row in catch)
-    return bool(catch) and failed / len(catch) > threshold
+    if not catch:
+        return False
+    correct = [row["choice"] == row["real_side"] for row in catch]
+    return bool(quality([0] * len(catch), [True] * len(catch), correct, max_fail_rate=threshold).flagged[0])
 
 
 @dataclass(frozen=True)

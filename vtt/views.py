@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import exports, selectors, services
+from . import exports, report, selectors, services
 from .generation import pairs_dir
 from .models import Experiment, Rater, Trial
 
@@ -208,7 +208,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @require_GET
 def experiment_detail(request: HttpRequest, slug: str) -> HttpResponse:
     experiment = get_object_or_404(Experiment, slug=slug)
-    context = {"experiment": experiment, "summary": selectors.experiment_summary(experiment=experiment)}
+    context = {
+        "experiment": experiment,
+        "summary": selectors.experiment_summary(experiment=experiment),
+        # 500 resamples keep the live page quick; vtt_report uses 2,000 by default.
+        **report.experiment_context(experiment, n_boot=500),
+    }
     return render(request, "vtt/experiment.html", context)
 
 

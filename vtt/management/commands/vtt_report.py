@@ -1,67 +1,163 @@
-"""Print an experiment's Visual Turing Test scores, one row per method."""
+"""Report VTT scores, comparisons and rater quality of an experiment or of a CSV of judgments."""
 from __future__ import annotations
 
 import csv
-import json
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from vtt import report, selectors
+from vtt import report
 from vtt.models import Experiment
 
 
 class Command(BaseCommand):
     help = (
-        "Report the VTT score of each method of an experiment: the fraction of scored trials in which the "
-        "rater picked the colorized image (a perfect method scores 50%), with a confidence interval."
+        "Report the VTT score of each method (the fraction of scored trials in which the rater picked the "
+        "colorized image; a perfect method scores 50%) with confidence intervals, pairwise comparisons, rater "
+        "quality and exclusions, from an experiment in the database or from a CSV of judgments."
     )
+    # A read-only report: the system checks would import the whole site (views, colorizers, torch) for nothing.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--experiment", required=True, metavar="SLUG", help="Slug of the experiment to report.")
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--experiment", metavar="SLUG", help="Slug of the experiment to report.")
+        source.add_argument(
+            "--judgments-csv", metavar="FILE",
+            help="CSV of judgments: the platform's export, or any CSV with the columns rater, image, method, "
+            "chose_generated (1, 0, blank if unanswered) and optionally trial_kind (scored, catch, practice), "
+            "class_index, counted.",
+        )
         parser.add_argument(
             "--ci-method", choices=["bootstrap", "wilson"], default="bootstrap",
-            help="Interval: 'bootstrap' resamples images and raters independently (right for crossed designs, "
-            "where raters and images recur); 'wilson' treats trials as independent. Default: bootstrap.",
+            help="Interval of each method's VTT: 'bootstrap' resamples images and raters independently (right for "
+            "crossed designs, where raters and images recur); 'wilson' treats trials as independent. Default: bootstrap.",
+        )
+        parser.add_argument(
+            "--compare-method", choices=["bootstrap", "pigeonhole"], default="bootstrap",
+            help="Interval and p-value of pairwise differences: the paired two-way cluster bootstrap with its variance "
+            "corrected ('bootstrap'), or uncorrected ('pigeonhole', conservative). Default: bootstrap.",
         )
         parser.add_argument("--confidence", type=float, default=0.95, help="Confidence level of the intervals. Default: 0.95.")
         parser.add_argument("--n-boot", type=int, default=2000, help="Bootstrap resamples. Default: 2000.")
         parser.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap. Default: 0.")
-        parser.add_argument("--format", choices=["table", "json", "csv"], default="table", help="Output format. Default: table.")
+        parser.add_argument(
+            "--include-flagged", action="store_true",
+            help="Keep the raters flagged by their catch trials (by default they and their judgments are left out).",
+        )
+        parser.add_argument(
+            "--catch-fail-threshold", type=float, metavar="RATE",
+            help="Flag a rater who failed more than this fraction of their catch trials. Default: the experiment's "
+            "catch_fail_threshold; 0.25 for a CSV.",
+        )
+        parser.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                            help="Output format on standard output. Default: table.")
+        parser.add_argument("--html", metavar="FILE",
+                            help="Also write the report, with its figure, as one self-contained HTML file.")
+        parser.add_argument(
+            "--published", action="store_true",
+            help="Show the published numbers of reference papers beside ours, labelled as published (different "
+            "raters and protocols); they never enter our tables.",
+        )
 
     def handle(self, *args, **options):
-        experiment = Experiment.objects.filter(slug=options["experiment"]).first()
-        if experiment is None:
-            known = ", ".join(Experiment.objects.values_list("slug", flat=True)) or "none"
-            raise CommandError(f"no experiment {options['experiment']!r} (known: {known})")
-        rows = selectors.judgments(experiment=experiment)
+        if not 0 < options["confidence"] < 1:
+            raise CommandError(f"--confidence must be strictly between 0 and 1, got {options['confidence']}")
+        if options["n_boot"] < 1:
+            raise CommandError(f"--n-boot must be a positive number of resamples, got {options['n_boot']}")
+        threshold = options["catch_fail_threshold"]
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise CommandError(f"--catch-fail-threshold must be between 0 and 1, got {threshold}")
+        settings = dict(
+            ci_method=options["ci_method"], confidence=options["confidence"], n_boot=options["n_boot"],
+            seed=options["seed"], compare_method=options["compare_method"],
+            include_flagged=options["include_flagged"], published=options["published"],
+        )
         try:
-            table = report.method_scores(
-                rows, ci_method=options["ci_method"], confidence=options["confidence"],
-                n_boot=options["n_boot"], seed=options["seed"],
-            ) if rows else []
-        except ValueError as exc:
+            if options["experiment"] is not None:
+                experiment = Experiment.objects.filter(slug=options["experiment"]).first()
+                if experiment is None:
+                    known = ", ".join(Experiment.objects.values_list("slug", flat=True)) or "none"
+                    raise CommandError(f"no experiment {options['experiment']!r} (known: {known})")
+                data = report.experiment_report(experiment, max_fail_rate=threshold, **settings)
+            else:
+                judgments = report.read_judgments_csv(options["judgments_csv"])
+                data = report.build_report(
+                    judgments, max_fail_rate=0.25 if threshold is None else threshold, **settings
+                )
+        except report.JudgmentsError as exc:
             raise CommandError(str(exc)) from None
+        except ValueError as exc:  # settings that `evaluation` refuses
+            raise CommandError(str(exc)) from None
+
         fmt = options["format"]
         if fmt == "json":
-            self.stdout.write(json.dumps({"experiment": experiment.slug, "methods": table}, indent=2))
+            self.stdout.write(report.to_json(data))
         elif fmt == "csv":
-            fields = ["method", "n_trials", "n_images", "n_raters", "vtt", "ci_low", "ci_high", "ci_method", "confidence"]
-            writer = csv.DictWriter(self.stdout, fieldnames=fields, lineterminator="\n")
+            writer = csv.DictWriter(self.stdout, fieldnames=[*report.TABLE_FIELDS, "role"], lineterminator="\n")
             writer.writeheader()
-            writer.writerows(table)
+            writer.writerows(report.table_rows(data))
         else:
-            self._table(experiment, table)
+            self._table(data, verbose=options["verbosity"] >= 1)
+        if options["html"]:
+            path = Path(options["html"])
+            try:
+                path.write_text(report.render_html(data), encoding="utf-8")
+            except OSError as exc:
+                raise CommandError(f"cannot write {options['html']}: {exc.strerror or exc}") from None
+            out = self.stdout if fmt == "table" else self.stderr
+            out.write(self.style.SUCCESS(f"HTML report written to {options['html']}"))
 
-    def _table(self, experiment: Experiment, table: list[dict]) -> None:
-        self.stdout.write(f"{experiment.title} ({experiment.slug})")
-        if not table:
-            self.stdout.write(self.style.WARNING("no answered scored trials yet"))
+    def _table(self, data: dict, *, verbose: bool) -> None:
+        w = self.stdout.write
+        w(f"{data['title']} ({data['source']})")
+        if not data["methods"]:
+            w(self.style.WARNING("no answered scored trials yet"))
             return
-        level = f"{table[0]['confidence']:.0%}"
-        header = f"{'method':<20} {'trials':>7} {'images':>7} {'raters':>7} {'VTT':>7}  {level} interval ({table[0]['ci_method']})"
-        self.stdout.write(header)
-        for row in table:
-            self.stdout.write(
-                f"{row['method']:<20} {row['n_trials']:>7} {row['n_images']:>7} {row['n_raters']:>7} "
-                f"{row['vtt']:>7.1%}  [{row['ci_low']:.1%}, {row['ci_high']:.1%}]"
-            )
+        s = data["settings"]
+        level = f"{s['confidence']:.0%}"
+        raters, left = data["raters"], data["left_out"]
+        if verbose:
+            how = f"bootstrap, {s['n_boot']} resamples, seed {s['seed']}" if s["ci_method"] == "bootstrap" else "wilson"
+            w(f"{data['n_judgments']} scored judgments of {data['n_images']} images by {data['n_raters']} raters; "
+              f"{level} intervals ({how})")
+            flagged = f"{raters['n_flagged']} rater(s) flagged: {raters['rule']}"
+            if raters["flagged_excluded"]:
+                flagged += (f"; left out: {raters['n_excluded_raters']} with {raters['n_excluded_judgments']} "
+                            "scored judgments (--include-flagged keeps them)")
+            else:
+                flagged += "; kept (--include-flagged)"
+            w(flagged)
+            w(f"not scored: {left['practice']} practice, {left['unanswered']} unanswered, "
+              f"{left['not_counted']} late (pair already complete), {left['catch']} catch trials (rater quality only)")
+            w("")
+        w(f"{'method':<20} {'trials':>7} {'images':>7} {'raters':>7} {'VTT':>7}  {level + ' interval':<18} "
+          f"{'alpha':>6}  role")
+        for i, row in enumerate(data["methods"]):
+            if row["is_control"] and (i == 0 or not data["methods"][i - 1]["is_control"]):
+                w("controls:")
+            interval = (f"[{row['ci_low']:.1%}, {row['ci_high']:.1%}]" if row["ci_low"] is not None else "n/a")
+            alpha = "n/a" if row["agreement_alpha"] is None else f"{row['agreement_alpha']:.2f}"
+            w(f"{row['method']:<20} {row['n_trials']:>7} {row['n_images']:>7} {row['n_raters']:>7} "
+              f"{row['vtt']:>7.1%}  {interval:<18} {alpha:>6}  {row['role']}")
+        if data["comparisons"]:
+            w("")
+            w(f"Differences (first - second, percentage points), {level} paired bootstrap intervals, p-values "
+              f"two-sided and Holm-adjusted over {len(data['comparisons'])} pair(s):")
+            for c in data["comparisons"]:
+                interval = ("n/a" if c["ci_low"] is None else
+                            f"[{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]")
+                p = "n/a" if c["pvalue"] is None else f"{c['pvalue']:.3g}"
+                p_holm = "n/a" if c["pvalue_holm"] is None else f"{c['pvalue_holm']:.3g}"
+                w(f"  {c['method_a'] + ' - ' + c['method_b']:<40} {100 * c['difference']:+6.1f}  {interval:<16} "
+                  f"p {p:<8} Holm {p_holm}")
+        if data.get("published"):
+            pub = data["published"]
+            w("")
+            w(f"Published ({pub['label']}), not measured here:")
+            for p in pub["scores"]:
+                w(f"  {p['method']:<28} {p['reported']:>7}  {p['source']}")
+        if verbose and data["notes"]:
+            w("")
+            for note in data["notes"]:
+                w(self.style.WARNING(f"note: {note}"))
