@@ -1,92 +1,87 @@
-"""Train a colorizer and write its checkpoint.
+"""Train a colorizer and write its checkpoint (also ``python manage.py train_colorizer``).
 
+    python -m colorizers.train --model zhang2016 --data imagenet-train:/data/imagenet/train \\
+        --steps 450000 --out ckpt/zhang2016.pt --save-every 5000
+    python -m colorizers.train --model lal2017 --data demo --steps 300 --batch-size 8 --crop 64 \\
+        --config width_mult=0.125 --lr 1e-3 --out ckpt/lal2017-demo.pt
+    python -m colorizers.train --model zhang2016 --data demo --steps 600 --resume ckpt/z.pt --out ckpt/z.pt
     python -m colorizers.train --model mean_chroma --data demo --out ckpt/mean_chroma.pt
-    python -m colorizers.train --model mean_chroma --data folder:photos/ --out mc.pt --size 256
 
-Only models with a ``fit`` classmethod (statistics over the training images,
-currently ``mean_chroma``) can be trained here; the others are not trainable yet.
+Models that implement the training protocol of `colorizers.training` are trained
+there (random crops, the paper's optimiser, checkpoints with the full training
+state, ``--resume``). ``mean_chroma`` has a ``fit`` classmethod instead (one
+pass of statistics): it reads every image whole, resized (bicubic) so that its
+shorter side is ``--size`` pixels, and its checkpoint's ``extra`` records the
+data description, the number of images, ``--size`` and the data hash (SHA-256
+over the lines ``"{name}\\t{sha256}\\n"`` of the sorted (file name, file
+SHA-256) pairs, names relative to the data folder).
 
-Data sources
-------------
-``demo``        the photos of ``data/demo/photos.csv`` whose ``split`` is ``train``.
-``folder:DIR``  every .jpg/.jpeg/.png under DIR, recursively, in sorted order.
-
-Each image is opened with Pillow, rotated by its EXIF orientation, converted to
-RGB and resized (bicubic) so that its shorter side is ``--size`` pixels; nothing
-is cropped, since the images only feed statistics. A file Pillow cannot read
-stops the run with its name: silently skipping it would change the data set.
-
-The checkpoint's ``extra`` records the data description, the number of images,
-``--size`` and a data hash: SHA-256 over the lines ``"{name}\\t{sha256}\\n"`` of
-the sorted (file name, file SHA-256) pairs, names relative to the data folder.
+Data sources: ``demo`` (the ``train`` photos of ``data/demo/photos.csv``),
+``folder:DIR`` (every .jpg/.jpeg/.png under DIR, recursively, sorted) and, for
+the trained models, ``imagenet-train:DIR`` (DIR/<wnid>/*.JPEG, with class
+labels). A file Pillow cannot read stops the run with its name: silently skipping
+it would change the data set.
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
+import json
 import sys
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps
 
-from . import get_colorizer, list_colorizers
+from . import get_colorizer
 from .checkpoint import sha256_file
+from .training import (  # noqa: F401  (re-exported: the names this command always offered)
+    DEMO_DIR, IMAGE_SUFFIXES, TrainError, data_hash, demo_train_files, folder_files, is_trainable, load_image,
+    resolve_data, train, trainable_colorizers,
+)
 
-DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-def demo_train_files() -> tuple[Path, list[str]]:
-    """The demo photo folder and the names of its ``train`` photos, sorted."""
-    index = DEMO_DIR / "photos.csv"
-    if not index.is_file():
-        raise ValueError(f"demo photo index not found: {index}")
-    with open(index, newline="", encoding="utf-8") as f:
-        names = [row["file"] for row in csv.DictReader(f) if row["split"] == "train"]
-    return DEMO_DIR / "photos", sorted(names)
+#: option name -> default, for the options that only trained (not fitted) models take
+TRAINING_ONLY = {"steps": None, "batch_size": None, "crop": None, "resize": None, "lr": None, "config": [],
+                 "resume": None, "save_every": 0}
+OPTIONS = ("model", "data", "out", "size", "device", "seed", "workers", *TRAINING_ONLY)
 
 
-def folder_files(root: Path) -> list[str]:
-    """Paths (POSIX, relative to ``root``) of the images under ``root``, sorted."""
-    if not root.is_dir():
-        raise ValueError(f"data folder not found: {root}")
-    return sorted(
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options, shared by ``python -m colorizers.train`` and ``manage.py train_colorizer``."""
+    parser.add_argument(
+        "--model", required=True,
+        help=f"registered colorizer to train (one of: {', '.join(trainable_colorizers())})",
     )
-
-
-def data_hash(root: Path, names: Sequence[str]) -> str:
-    """SHA-256 over the sorted (name, file SHA-256) pairs (format in module docstring)."""
-    digest = hashlib.sha256()
-    for name in sorted(names):
-        digest.update(f"{name}\t{sha256_file(root / name)}\n".encode())
-    return digest.hexdigest()
-
-
-def load_image(path: Path, size: int) -> torch.Tensor:
-    """sRGB float tensor (3, H, W) in [0, 1], shorter side ``size`` pixels."""
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img).convert("RGB")
-            scale = size / min(img.size)
-            new_size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-            img = img.resize(new_size, Image.Resampling.BICUBIC)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
-    array = np.asarray(img, dtype=np.uint8)                           # (H, W, 3)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255
-
-
-def _images(root: Path, names: Sequence[str], size: int) -> Iterator[torch.Tensor]:
-    """Load the images one at a time, so a large set never sits in memory."""
-    for name in names:
-        yield load_image(root / name, size)
+    parser.add_argument(
+        "--data", required=True,
+        help="'demo' (train split of data/demo/photos.csv), 'folder:DIR' (every .jpg/.jpeg/.png under DIR) "
+             "or 'imagenet-train:DIR' (DIR/<wnid>/*.JPEG, labelled with ImageNet's class indices)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="checkpoint file to write (atomically)")
+    parser.add_argument("--steps", type=int, help="training steps to reach (default: the paper's number)")
+    parser.add_argument("--batch-size", type=int, help="images per step (default: the paper's)")
+    parser.add_argument("--crop", type=int, help="side of the random square training crops (default: the paper's)")
+    parser.add_argument("--resize", type=int,
+                        help="shorter side images are scaled to before cropping (default: crop x 8/7)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: the paper's); recorded in the checkpoint")
+    parser.add_argument(
+        "--config", action="append", default=[], metavar="KEY=VALUE",
+        help="model constructor argument, VALUE as JSON (e.g. width_mult=0.125); repeatable; new runs only",
+    )
+    parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
+                        help="where to train: auto picks CUDA when available (default: auto)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the initial weights and of the data order and crops (default: 0)")
+    parser.add_argument("--resume", type=Path, metavar="CKPT",
+                        help="continue the run saved in CKPT (same model, data and settings) up to --steps")
+    parser.add_argument("--save-every", type=int, default=0, metavar="N",
+                        help="also write the checkpoint every N steps (default: 0, only at the end)")
+    parser.add_argument("--workers", type=int,
+                        help="data loading processes (default: on CUDA the CPU cores - 1, at most 8; "
+                             "on the CPU 0, loading in the training process)")
+    parser.add_argument(
+        "--size", type=int, default=256,
+        help="mean_chroma only: resize every image so its shorter side has this many pixels (default: 256)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,71 +90,95 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m colorizers.train",
         description="Train a colorizer on a set of photos and write its checkpoint.",
     )
-    parser.add_argument(
-        "--model", required=True,
-        help=f"registered colorizer name (one of: {', '.join(list_colorizers())}); "
-             "only models with a fit() method are trainable yet",
-    )
-    parser.add_argument(
-        "--data", required=True,
-        help="'demo' (train split of data/demo/photos.csv) or 'folder:DIR' "
-             "(every .jpg/.jpeg/.png under DIR, recursively)",
-    )
-    parser.add_argument("--out", required=True, type=Path, help="checkpoint file to write")
-    parser.add_argument(
-        "--size", type=int, default=256,
-        help="resize every image so its shorter side has this many pixels (default: 256)",
-    )
+    add_arguments(parser)
     return parser
 
 
+def parse_config(values: Sequence[str]) -> dict[str, Any]:
+    """``["width_mult=0.125", ...]`` -> {"width_mult": 0.125}; a VALUE that is not JSON stays a string."""
+    config: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise TrainError(f"--config takes KEY=VALUE, got {item!r}")
+        try:
+            config[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            config[key] = raw
+    return config
+
+
+def run(options: Mapping[str, Any], log: Callable[[str], None] = print, progress: bool = True) -> Path:
+    """Train or fit as ``options`` (the parsed options, by dest name) say; return the checkpoint path.
+
+    Raises TrainError for a usage problem (bad option, unknown model, no data),
+    ValueError naming an unreadable image, OSError when ``--out`` cannot be
+    written, FloatingPointError when the loss diverges.
+    """
+    try:
+        cls = get_colorizer(options["model"])
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+    if is_trainable(cls):
+        return train(
+            model=options["model"], data=options["data"], out=options["out"], steps=options["steps"],
+            batch_size=options["batch_size"], crop=options["crop"], resize=options["resize"], lr=options["lr"],
+            config=parse_config(options["config"]), device=options["device"], seed=options["seed"],
+            resume=options["resume"], save_every=options["save_every"], workers=options["workers"],
+            progress=progress, log=log,
+        )
+    if not hasattr(cls, "fit"):
+        raise TrainError(f"model {options['model']!r} is not trainable yet: this command trains models with a "
+                         f"train_step() or a fit() method ({', '.join(trainable_colorizers())})")
+    given = sorted(k for k, default in TRAINING_ONLY.items() if options.get(k, default) != default)
+    if given:
+        raise TrainError(f"{options['model']} is fitted in one pass over the data; "
+                         f"--{', --'.join(g.replace('_', '-') for g in given)} apply to trained models only")
+    return _fit(cls, options, log)
+
+
+def _fit(cls: Any, options: Mapping[str, Any], log: Callable[[str], None]) -> Path:
+    if options["size"] < 1:
+        raise TrainError(f"--size must be positive, got {options['size']}")
+    if options["data"].startswith("imagenet-train:"):
+        raise TrainError(f"{cls.name} fits on 'demo' or 'folder:DIR'")
+    try:
+        data = resolve_data(options["data"])
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+    if not data.names:
+        raise TrainError(f"no images in {options['data']}")
+    model = cls.fit(_images(data.root, data.names, options["size"]))
+    model.save(options["out"], extra={
+        "data": data.description,
+        "num_images": len(data.names),
+        "data_sha256": data_hash(data.root, data.names),
+        "size": options["size"],
+    })
+    log(f"wrote {options['out']} ({cls.name}, {data.description})")
+    return Path(options["out"])
+
+
+def _images(root: Path, names: Sequence[str], size: int) -> Iterator[torch.Tensor]:
+    """Load the images one at a time, so a large set never sits in memory."""
+    for name in names:
+        yield load_image(root / name, size)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; 0 on success, 1 on a data or write error, 2 on a usage error."""
+    """Run the command; 0 on success, 1 on a data, write or divergence error, 2 on a usage error."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.size < 1:
-        parser.error(f"--size must be positive, got {args.size}")
     try:
-        model_cls = get_colorizer(args.model)
-    except ValueError as exc:
+        out = run(vars(args))
+    except TrainError as exc:
         parser.error(str(exc))
-    if not hasattr(model_cls, "fit"):
-        trainable = [n for n in list_colorizers() if hasattr(get_colorizer(n), "fit")]
-        parser.error(f"model {args.model!r} is not trainable yet: this command trains only "
-                     f"models with a fit() method ({', '.join(trainable)})")
-
-    if args.data == "demo":
-        try:
-            root, names = demo_train_files()
-        except ValueError as exc:
-            parser.error(str(exc))
-        description = f"demo:train ({len(names)} images)"
-    elif args.data.startswith("folder:") and len(args.data) > len("folder:"):
-        folder = args.data[len("folder:"):]
-        root = Path(folder)
-        try:
-            names = folder_files(root)
-        except ValueError as exc:
-            parser.error(str(exc))
-        description = f"folder:{folder} ({len(names)} images)"
-    else:
-        parser.error(f"--data must be 'demo' or 'folder:DIR', got {args.data!r}")
-    if not names:
-        parser.error(f"no images in {args.data}")
-
-    try:
-        model = model_cls.fit(_images(root, names, args.size))
-        model.save(args.out, extra={
-            "data": description,
-            "num_images": len(names),
-            "data_sha256": data_hash(root, names),
-            "size": args.size,
-        })
-    except (ValueError, OSError) as exc:  # unreadable image, unwritable --out
+    except (ValueError, OSError, FloatingPointError) as exc:   # unreadable image, unwritable --out, NaN
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {args.out} ({model_cls.name}, {description})")
-    print(f"sha256 {sha256_file(args.out)}")
+    except KeyboardInterrupt:
+        return 130
+    print(f"sha256 {sha256_file(out)}")
     return 0
 
 

@@ -1,0 +1,607 @@
+"""How colorizers are trained: the protocol a trainable model follows, and the trainer.
+
+The protocol
+------------
+A trainable colorizer is a `Colorizer` subclass (`TrainableColorizer` gives the
+checkpoint half for free) that provides:
+
+``__init__(**config)``
+    Its constructor's keyword arguments are its configuration: JSON-serialisable
+    (str, int, float, bool, None, lists, dicts with str keys), defaults = the
+    paper's model, and ``params()`` returns them all. Everything that defines the
+    model and its loss lives here (widths, temperature, loss weights), so that a
+    checkpoint's ``config`` rebuilds it.
+``@classmethod default_train_config(cls) -> dict``
+    The paper's optimisation recipe as plain data. The trainer reads
+    ``batch_size``, and where present ``crop`` (side of the random square crops;
+    256 when absent), ``resize`` (the shorter side images are scaled to before
+    cropping; default ``round(crop * 8 / 7)``, the 224-of-256 margin of ImageNet
+    training) and ``steps`` (the default run length; without it ``--steps`` is
+    required). The rest (``lr``, ``betas``, ``weight_decay``, schedule...) is for
+    the model's own `configure_optimizers`; ``--lr`` overrides ``lr``. The config
+    used, overrides and all, is recorded in the checkpoint.
+``configure_optimizers(self, config) -> dict[str, (Optimizer, LRScheduler | None)]``
+    Named optimisers (one for most models, a generator and a critic for a GAN),
+    each with its learning-rate scheduler or None. The trainer saves and restores
+    their states; stepping them is the model's.
+``train_step(self, batch: TrainBatch, step: int, optimizers) -> dict[str, float]``
+    One training step on one batch: forward, backward, the optimisers' ``step()``
+    and the schedulers' (a GAN alternates critic and generator updates here).
+    Returns the scalars to log, always including ``"loss"``. ``step`` counts
+    from 0; the trainer has put the model in training mode.
+``@classmethod prepare(cls, config, batches) -> dict`` (optional) and ``load_prepared(self, prepared)``
+    Statistics estimated from the training data before step 0 (Zhang et al.'s
+    empirical colour prior): ``batches`` yields `TrainBatch` objects over one pass
+    of the training set (random crops, on the training device), and the method may
+    stop early. The dict (tensors and plain data) is stored in the checkpoint and
+    handed to the model's ``load_prepared``, at the start and again on resume.
+
+Data, as `TrainBatch`: ``rgb`` (B, 3, crop, crop) float sRGB in [0, 1] on the
+device and ``labels`` (B,) long ImageNet class indices, -1 where unknown.
+
+The trainer
+-----------
+`train` (the command line is ``python -m colorizers.train`` and ``python manage.py
+train_colorizer``) takes the data from
+
+``imagenet-train:DIR``  ``DIR/<wnid>/*.JPEG``; the label is the wnid's position among
+                        the 1000 wnids of ``data/splits/ctest10k.txt`` sorted,
+                        ImageNet's standard class order (the split lists' indices).
+``folder:DIR``          every .jpg/.jpeg/.png under DIR, recursively; labels -1.
+``demo``                the ``train`` rows of ``data/demo/photos.csv``; labels -1.
+                        The demo experiment rates the ``test`` rows: never train on them.
+
+and feeds the model random crops: each image is scaled (bicubic) so that its
+shorter side is ``resize``, a ``crop`` square is cut at a random place and
+mirrored with probability 1/2. The order of images is a fresh permutation of the
+set every epoch. All randomness of the data (order, crop, flip) is a function of
+``--seed`` and the sample's position in the stream, never of the worker that
+loads it, so a run resumed from a checkpoint sees exactly the batches the
+uninterrupted run would have, and the global torch RNG state is saved with the
+checkpoint: on one device, resuming gives the same weights as not stopping.
+
+Checkpoints (see `colorizers.checkpoint`; they load with
+``torch.load(weights_only=True)``) are written atomically at the end, every
+``save_every`` steps and on Ctrl-C (after the step in hand). Training is in
+float32 (no autocast). ``config`` is the model's, ``extra`` holds
+the data description, its hash, the step, the seed, the train config, the
+prepared statistics, the optimisers' and schedulers' states and the RNG state.
+The data hash is SHA-256 over ``"{name}\\t{sha256 of the file}\\n"`` of the
+sorted file names (``data_hash_kind: "content"``); for sets above 4 GiB, where
+reading every byte would take longer than many training steps, over
+``"{name}\\t{size in bytes}\\n"`` (``"listing"``).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .base import Colorizer
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
+from .registry import get_colorizer, list_colorizers
+
+__all__ = [
+    "TrainBatch", "TrainableColorizer", "TrainError", "TrainData", "is_trainable", "trainable_colorizers",
+    "resolve_data", "imagenet_wnids", "demo_train_files", "folder_files", "data_hash", "load_image",
+    "resolve_device", "train",
+]
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_DIR = REPO / "data" / "demo"
+CTEST10K = REPO / "data" / "splits" / "ctest10k.txt"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+LISTING_HASH_ABOVE = 4 << 30     # bytes; above this the data hash covers names and sizes only
+DEFAULT_CROP = 256               # crop side for models whose train config names none
+CACHE_IMAGES_UP_TO = 512         # sets this small are kept decoded in memory, per worker
+
+
+class TrainError(ValueError):
+    """A training run that cannot start or go on: bad options, data or checkpoint."""
+
+
+@dataclass
+class TrainBatch:
+    """One training batch, on the training device."""
+
+    rgb: torch.Tensor       # (B, 3, H, W) float32 sRGB in [0, 1]
+    labels: torch.Tensor    # (B,) long, ImageNet class index or -1 when unknown
+
+
+class TrainableColorizer(Colorizer):
+    """Base for colorizers trained by `train`: building from and loading checkpoints.
+
+    Subclasses set ``self.config`` (a dict of their constructor's keyword
+    arguments) in ``__init__`` and implement the protocol of the module
+    docstring.
+    """
+
+    needs_checkpoint = True
+    config: dict[str, Any]
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.config)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> "TrainableColorizer":
+        """Build the model from a checkpoint written by `train`; its config comes from the file.
+
+        Raises CheckpointError, naming ``path``, for a missing or unreadable file,
+        a checkpoint of another model, or weights that do not fit the config.
+        """
+        if path is None:
+            raise ValueError(f"colorizer {cls.name!r} needs a checkpoint path")
+        if kwargs:
+            raise TypeError(f"{cls.name!r} takes its configuration from the checkpoint, "
+                            f"got keyword arguments {sorted(kwargs)}")
+        return cls.from_loaded(load_checkpoint(path, expected_model=cls.name), path)
+
+    @classmethod
+    def from_loaded(cls, ckpt: Mapping[str, Any], path: str | os.PathLike[str]) -> "TrainableColorizer":
+        """Build from a checkpoint dict already read by `load_checkpoint`."""
+        try:
+            model = cls(**ckpt["config"])
+            model.load_state_dict(ckpt["state_dict"], strict=True)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{path} does not fit {cls.name!r}: {exc}") from exc
+        return model.eval()
+
+
+def is_trainable(cls: type) -> bool:
+    """Whether ``cls`` implements the training protocol."""
+    return all(callable(getattr(cls, m, None)) for m in ("default_train_config", "configure_optimizers", "train_step"))
+
+
+def trainable_colorizers() -> list[str]:
+    """Registered names that `train` can train (the protocol, or a ``fit`` method)."""
+    return [n for n in list_colorizers() if is_trainable(get_colorizer(n)) or hasattr(get_colorizer(n), "fit")]
+
+
+# --- data -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainData:
+    """A resolved ``--data`` value."""
+
+    root: Path
+    names: list[str]          # POSIX paths relative to root, sorted
+    labels: list[int]         # class index per name, -1 unknown
+    description: str          # e.g. "demo:train (20 images)"
+
+
+def demo_train_files() -> tuple[Path, list[str]]:
+    """The demo photo folder and the names of its ``train`` photos, sorted."""
+    index = DEMO_DIR / "photos.csv"
+    if not index.is_file():
+        raise ValueError(f"demo photo index not found: {index}")
+    with open(index, newline="", encoding="utf-8") as f:
+        names = [row["file"] for row in csv.DictReader(f) if row["split"] == "train"]
+    return DEMO_DIR / "photos", sorted(names)
+
+
+def folder_files(root: Path) -> list[str]:
+    """Paths (POSIX, relative to ``root``) of the images under ``root``, sorted."""
+    if not root.is_dir():
+        raise ValueError(f"data folder not found: {root}")
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def imagenet_wnids(split_list: Path = CTEST10K) -> list[str]:
+    """The 1000 ImageNet wnids in class-index order (sorted, as the split lists number them)."""
+    with open(split_list, encoding="utf-8") as f:
+        wnids = sorted({line.split("/")[1] for line in f if line.strip()})
+    if len(wnids) != 1000:
+        raise ValueError(f"{split_list} names {len(wnids)} classes, expected 1000")
+    return wnids
+
+
+def resolve_data(spec: str) -> TrainData:
+    """Resolve ``demo``, ``folder:DIR`` or ``imagenet-train:DIR`` (ValueError if unusable)."""
+    if spec == "demo":
+        root, names = demo_train_files()
+        return TrainData(root, names, [-1] * len(names), f"demo:train ({len(names)} images)")
+    kind, _, folder = spec.partition(":")
+    if kind == "folder" and folder:
+        root = Path(folder)
+        names = folder_files(root)
+        return TrainData(root, names, [-1] * len(names), f"folder:{folder} ({len(names)} images)")
+    if kind == "imagenet-train" and folder:
+        root = Path(folder)
+        if not root.is_dir():
+            raise ValueError(f"data folder not found: {root}")
+        index = {wnid: i for i, wnid in enumerate(imagenet_wnids())}
+        names, labels = [], []
+        for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+            if sub.name not in index:
+                raise ValueError(f"{sub} is not an ImageNet class folder (expected DIR/<wnid>/*.JPEG)")
+            files = sorted(p.name for p in sub.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            names += [f"{sub.name}/{f}" for f in files]
+            labels += [index[sub.name]] * len(files)
+        return TrainData(root, names, labels, f"imagenet-train:{folder} ({len(names)} images)")
+    raise ValueError(f"--data must be 'demo', 'folder:DIR' or 'imagenet-train:DIR', got {spec!r}")
+
+
+def data_hash(root: Path, names: Sequence[str]) -> str:
+    """SHA-256 over the sorted (name, file SHA-256) pairs (format in module docstring)."""
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        digest.update(f"{name}\t{sha256_file(root / name)}\n".encode())
+    return digest.hexdigest()
+
+
+def data_fingerprint(root: Path, names: Sequence[str]) -> tuple[str, str]:
+    """(kind, hex): the content hash, or for sets above 4 GiB the listing hash."""
+    sizes = {name: (root / name).stat().st_size for name in names}
+    if sum(sizes.values()) <= LISTING_HASH_ABOVE:
+        return "content", data_hash(root, names)
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        digest.update(f"{name}\t{sizes[name]}\n".encode())
+    return "listing", digest.hexdigest()
+
+
+def _open_rgb(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            return ImageOps.exif_transpose(img).convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from exc
+
+
+def _resize_shorter(img: Image.Image, size: int) -> Image.Image:
+    scale = size / min(img.size)
+    new_size = (max(size, round(img.width * scale)), max(size, round(img.height * scale)))
+    return img.resize(new_size, Image.Resampling.BICUBIC)
+
+
+def load_image(path: Path, size: int) -> torch.Tensor:
+    """sRGB float tensor (3, H, W) in [0, 1], shorter side ``size`` pixels."""
+    array = np.asarray(_resize_shorter(_open_rgb(path), size), dtype=np.uint8)   # (H, W, 3)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255
+
+
+class RandomCrops(Dataset):
+    """Item ``k`` of an endless stream: a random crop of image ``perm_e[k mod N]``, epoch e = k // N.
+
+    Returns (uint8 tensor (3, crop, crop), label). Every random choice comes from
+    a generator seeded by (seed, k), so the stream does not depend on workers.
+    """
+
+    def __init__(self, data: TrainData, *, crop: int, resize: int, seed: int) -> None:
+        self.data, self.crop, self.resize, self.seed = data, crop, resize, seed
+        self._perm: tuple[int, np.ndarray] | None = None
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.data.names)
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, 1, epoch]).permutation(len(self)))
+        return self._perm[1]
+
+    def _pixels(self, index: int) -> np.ndarray:
+        if index in self._cache:
+            return self._cache[index]
+        img = _resize_shorter(_open_rgb(self.data.root / self.data.names[index]), self.resize)
+        pixels = np.asarray(img, dtype=np.uint8)                          # (H, W, 3)
+        if len(self) <= CACHE_IMAGES_UP_TO:
+            self._cache[index] = pixels
+        return pixels
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
+        epoch, position = divmod(k, len(self))
+        index = int(self.permutation(epoch)[position])
+        pixels = self._pixels(index)
+        rng = np.random.default_rng([self.seed, 2, k])
+        top = int(rng.integers(0, pixels.shape[0] - self.crop + 1))
+        left = int(rng.integers(0, pixels.shape[1] - self.crop + 1))
+        patch = pixels[top:top + self.crop, left:left + self.crop]
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        return torch.from_numpy(patch.copy()).permute(2, 0, 1), self.data.labels[index]
+
+
+class _Positions(Sampler[int]):
+    """Stream positions start, start + 1, ... (``stop`` exclusive, or endless)."""
+
+    def __init__(self, start: int, stop: int | None = None) -> None:
+        self.start, self.stop = start, stop
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop)) if self.stop is not None else itertools.count(self.start)
+
+
+def _loader(dataset: RandomCrops, positions: _Positions, *, batch_size: int, workers: int,
+            device: torch.device, seed: int) -> DataLoader:
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=positions, num_workers=workers,
+        pin_memory=device.type == "cuda", persistent_workers=False,
+        # the data draws nothing from it; passing one keeps the global RNG untouched
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def _batches(loader: Iterable, device: torch.device) -> Iterator[TrainBatch]:
+    for pixels, labels in loader:
+        rgb = pixels.to(device, non_blocking=True).float().div_(255)
+        yield TrainBatch(rgb=rgb, labels=labels.to(device, dtype=torch.long, non_blocking=True))
+
+
+# --- checkpoint state as plain data ----------------------------------------------
+
+def _to_plain(value: Any) -> Any:
+    """Optimiser/scheduler state -> what `save_checkpoint` accepts (reversible by `_from_plain`)."""
+    if isinstance(value, torch.Tensor) or value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, tuple):
+        return {"__tuple__": [_to_plain(v) for v in value]}
+    if isinstance(value, list):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        if all(isinstance(k, str) for k in value):
+            return {k: _to_plain(v) for k, v in value.items()}
+        return {"__items__": [[_to_plain(k), _to_plain(v)] for k, v in value.items()]}
+    raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint")
+
+
+def _from_plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_from_plain(v) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"__tuple__"}:
+            return tuple(_from_plain(v) for v in value["__tuple__"])
+        if set(value) == {"__items__"}:
+            return {_hashable(_from_plain(k)): _from_plain(v) for k, v in value["__items__"]}
+        return {k: _from_plain(v) for k, v in value.items()}
+    return value
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+# --- the loop --------------------------------------------------------------------
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cuda`` or ``cpu``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda was asked for, but no CUDA device is available")
+    if name not in {"cpu", "cuda"}:
+        raise TrainError(f"--device must be auto, cuda or cpu, got {name!r}")
+    return torch.device(name)
+
+
+def default_workers(device: torch.device) -> int:
+    """Loader processes: on CUDA, the cores but one (at most 8); on the CPU, none.
+
+    Training on the CPU already keeps every core busy with torch's threads, which
+    spin while they wait; a loader process then competes with them for the cores
+    (on 2 cores, 600 demo steps took 7 times longer with one than without).
+    """
+    if device.type != "cuda":
+        return 0
+    return min(8, max(0, (os.cpu_count() or 1) - 1))
+
+
+def train(
+    *,
+    model: str,
+    data: str,
+    out: str | os.PathLike[str],
+    steps: int | None = None,
+    batch_size: int | None = None,
+    crop: int | None = None,
+    resize: int | None = None,
+    lr: float | None = None,
+    config: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    resume: str | os.PathLike[str] | None = None,
+    save_every: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train registered colorizer ``model`` and write its checkpoint to ``out``.
+
+    ``steps`` is the step count to reach (a resumed run continues from its
+    checkpoint's step up to it; default: the paper's, from the train config).
+    ``batch_size``, ``crop``, ``resize`` and ``lr`` override the train config,
+    ``config`` the model's constructor arguments (new runs only: a resumed run
+    keeps its checkpoint's, and refuses others). Raises `TrainError` for bad
+    options, data or checkpoints, ValueError naming an unreadable image, and
+    FloatingPointError when the loss stops being finite.
+    """
+    try:
+        cls = get_colorizer(model)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+    if not is_trainable(cls):
+        raise TrainError(f"model {model!r} is not trainable: it has no train_step() "
+                         f"(trainable: {', '.join(trainable_colorizers())})")
+    dev = resolve_device(device)
+    out = Path(out)
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("crop", crop), ("resize", resize)):
+        if value is not None and value < 1:
+            raise TrainError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if lr is not None and not lr > 0:
+        raise TrainError(f"--lr must be positive, got {lr}")
+    if save_every < 0:
+        raise TrainError(f"--save-every must be 0 (off) or positive, got {save_every}")
+    try:
+        dataset_spec = resolve_data(data)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+    if not dataset_spec.names:
+        raise TrainError(f"no images in {data}")
+    hash_kind, digest = data_fingerprint(dataset_spec.root, dataset_spec.names)
+
+    overrides = {k: v for k, v in (("batch_size", batch_size), ("crop", crop), ("resize", resize), ("lr", lr))
+                 if v is not None}
+    ckpt = None
+    if resume is not None:
+        try:
+            ckpt = load_checkpoint(resume, expected_model=model)
+        except CheckpointError as exc:
+            raise TrainError(f"cannot resume: {exc}") from None
+        extra = ckpt["extra"]
+        if "train_config" not in extra or "step" not in extra:
+            raise TrainError(f"cannot resume from {resume}: it holds no training state")
+        if extra.get("data_sha256") != digest:
+            raise TrainError(f"cannot resume from {resume}: it was trained on {extra.get('data')!r} "
+                             f"(data hash {extra.get('data_sha256')}), not on this --data (hash {digest})")
+        model_config = dict(ckpt["config"])
+        train_config = _from_plain(extra["train_config"])
+        changed = {k: v for k, v in {**overrides, **(config or {})}.items()
+                   if {**train_config, **model_config}.get(k) != v}
+        if changed:
+            raise TrainError(f"cannot change {', '.join(sorted(changed))} when resuming from {resume}")
+        seed = int(extra["seed"])
+        start = int(extra["step"])
+    else:
+        model_config = dict(config or {})
+        train_config = {**cls.default_train_config(), **overrides}
+        start = 0
+    steps = int(steps if steps is not None else train_config.get("steps", 0))
+    if steps < 1:
+        raise TrainError("--steps is required: this model's train config names no default")
+    train_config["steps"] = steps            # the run's length, as recorded in the checkpoint
+    train_config.setdefault("crop", DEFAULT_CROP)
+    train_config.setdefault("resize", round(train_config["crop"] * 8 / 7))
+    if train_config["resize"] < train_config["crop"]:
+        raise TrainError(f"--resize {train_config['resize']} is smaller than the crop {train_config['crop']}")
+
+    torch.manual_seed(seed)
+    try:
+        net = cls(**model_config)
+    except (TypeError, ValueError) as exc:
+        raise TrainError(f"bad --config for {model!r}: {exc}") from None
+    net.to(dev)
+    optimizers = net.configure_optimizers(train_config)
+    if ckpt is not None:
+        try:
+            net.load_state_dict(ckpt["state_dict"], strict=True)
+            for name, state in _from_plain(ckpt["extra"]["optimizers"]).items():
+                optimizers[name][0].load_state_dict(state)
+            for name, state in _from_plain(ckpt["extra"]["schedulers"]).items():
+                optimizers[name][1].load_state_dict(state)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise TrainError(f"cannot resume from {resume}: {exc}") from None
+
+    workers = default_workers(dev) if workers is None else workers
+    B, crop_size, resize_size = int(train_config["batch_size"]), int(train_config["crop"]), int(train_config["resize"])
+    prepared: dict[str, Any] = {}
+    if ckpt is not None:
+        prepared = _from_plain(ckpt["extra"].get("prepared", {}))
+    elif callable(getattr(cls, "prepare", None)):
+        once = RandomCrops(dataset_spec, crop=crop_size, resize=resize_size, seed=seed + 1)
+        loader = _loader(once, _Positions(0, len(once)), batch_size=B, workers=workers, device=dev, seed=seed)
+        log(f"estimating {model} statistics from {dataset_spec.description}")
+        prepared = cls.prepare(train_config, _batches(loader, dev))
+    if prepared:
+        net.load_prepared(prepared)
+
+    extra_base = {
+        "data": dataset_spec.description,
+        "num_images": len(dataset_spec.names),
+        "data_sha256": digest,
+        "data_hash_kind": hash_kind,
+        "seed": seed,
+        "train_config": _to_plain(train_config),
+        "prepared": _to_plain(prepared),
+        "torch_version": str(torch.__version__),
+    }
+
+    def save(step: int, logs: Mapping[str, float]) -> None:
+        save_checkpoint(out, model_name=model, state_dict=net.state_dict(), config=net.params(), extra={
+            **extra_base,
+            "step": step,
+            "last_logs": {k: float(v) for k, v in logs.items()},
+            "optimizers": {n: _to_plain(o.state_dict()) for n, (o, _) in optimizers.items()},
+            "schedulers": {n: _to_plain(s.state_dict()) for n, (_, s) in optimizers.items() if s is not None},
+            "rng": _rng_state(dev),
+        })
+
+    if ckpt is not None:
+        _set_rng_state(ckpt["extra"]["rng"], dev)
+    dataset = RandomCrops(dataset_spec, crop=crop_size, resize=resize_size, seed=seed)
+    loader = _loader(dataset, _Positions(start * B), batch_size=B, workers=workers, device=dev, seed=seed)
+    log(f"training {model} ({sum(p.numel() for p in net.parameters()):,} parameters) on {dev}, "
+        f"{dataset_spec.description}, batch {B} of {crop_size} px crops, steps {start}..{steps}")
+
+    from tqdm import tqdm
+
+    # Ctrl-C finishes the step in hand, so that the checkpoint written is a
+    # state the uninterrupted run also passed through (a GAN step is several updates).
+    interrupted = []
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
+    bar = tqdm(total=steps, initial=start, unit="step", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    logs: dict[str, float] = dict(ckpt["extra"].get("last_logs", {})) if ckpt is not None else {}
+    step = start
+    net.train()
+    window_start, window_images = time.perf_counter(), 0
+    try:
+        batches = _batches(loader, dev)
+        while step < steps and not interrupted:
+            batch = next(batches)
+            logs = net.train_step(batch, step, optimizers)
+            step += 1
+            if not math.isfinite(logs["loss"]):
+                raise FloatingPointError(f"the loss became {logs['loss']} at step {step}; "
+                                         f"stopped without writing {out}")
+            window_images += B
+            elapsed = time.perf_counter() - window_start
+            bar.update(1)
+            if elapsed > 1.0 or step == steps:
+                bar.set_postfix(loss=f"{logs['loss']:.4g}", img_s=f"{window_images / elapsed:.1f}")
+                window_start, window_images = time.perf_counter(), 0
+            if save_every and step % save_every == 0 and step < steps:
+                save(step, logs)
+    finally:
+        bar.close()
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
+    if interrupted:
+        save(step, logs)
+        log(f"interrupted: wrote {out} at step {step}; continue with --resume {out}")
+        raise KeyboardInterrupt
+    save(step, logs)
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
+    log(f"wrote {out} ({model}, {dataset_spec.description}, step {step}{', ' + summary if summary else ''})")
+    return out

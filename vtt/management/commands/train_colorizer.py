@@ -1,0 +1,29 @@
+"""Train a colorizer and write its checkpoint: ``python -m colorizers.train`` as a manage.py command."""
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from colorizers import train as train_cli
+from colorizers.checkpoint import sha256_file
+
+
+class Command(BaseCommand):
+    help = (
+        "Train a registered colorizer on demo, folder or ImageNet-train photos with its paper's optimiser "
+        "and write a checkpoint for generate_pairs --checkpoint NAME=PATH (same options as python -m colorizers.train)."
+    )
+
+    def add_arguments(self, parser):
+        train_cli.add_arguments(parser)
+
+    def handle(self, *args, **options):
+        values = {name: options[name] for name in train_cli.OPTIONS}
+        verbose = options["verbosity"] > 0
+        try:
+            out = train_cli.run(values, log=self.stdout.write if verbose else lambda line: None, progress=verbose)
+        except (ValueError, OSError, FloatingPointError) as exc:   # bad option or data, unwritable --out, NaN
+            raise CommandError(str(exc)) from None
+        except KeyboardInterrupt:
+            raise CommandError("interrupted (a checkpoint of the last finished step was written)") from None
+        if verbose:
+            self.stdout.write(self.style.SUCCESS(f"sha256 {sha256_file(out)}"))
