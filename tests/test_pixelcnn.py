@@ -1,0 +1,194 @@
+"""The gated PixelCNN of colorizers.pixelcnn: causal masks, and cached sampling equal to naive sampling.
+
+Tiny networks in float64 (exact enough that cached and naive logits agree to the last
+few bits, and fast on a CPU); H x W grids of a few pixels.
+"""
+from __future__ import annotations
+
+from itertools import product
+
+import pytest
+import torch
+
+from colorizers.pixelcnn import CachedSampler, PixelCNN, channel_groups, gumbel_noise
+
+F64 = torch.float64
+H, W, BINS, COND = 6, 6, 4, 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tensors this small run faster on one thread, and far faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_net(seed: int = 0, **overrides) -> PixelCNN:
+    torch.manual_seed(seed)
+    config = dict(channels=8, blocks=2, first_kernel=3, block_kernel=3, hidden=16, bins=BINS, cond_channels=COND)
+    return PixelCNN(**{**config, **overrides}).to(F64).eval()
+
+
+def sharp_net(seed: int = 0, **overrides) -> PixelCNN:
+    """`tiny_net` with its logits scaled x20: at PyTorch's initial scale the logits hardly
+    depend on distant pixels, so equal samples would prove little; scaled, a slip in any
+    cache changes some of the samples."""
+    net = tiny_net(seed, **overrides)
+    with torch.no_grad():
+        net.out_logits.weight.mul_(20)
+    return net
+
+
+def randn(*shape: int, seed: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+def noise_for(seeds: list[int], h: int = H, w: int = W, bins: int = BINS) -> torch.Tensor:
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    return gumbel_noise(gens, len(seeds), (h, w, 2, bins), dtype=F64)
+
+
+def dependencies(net: PixelCNN) -> torch.Tensor:
+    """changed[ch_in, i_in, ch_out, i_out]: does changing input (ch_in, pixel i_in) change
+    any logit of (ch_out, pixel i_out)? Pixels in raster order; channel 0 = Cr, 1 = Cb."""
+    x, cond = randn(1, 2, H, W, seed=1), randn(1, COND, H, W, seed=2)
+    with torch.no_grad():
+        base = net(x, cond)                                            # (1, 2, bins, H, W)
+        xs = x.repeat(2 * H * W, 1, 1, 1)
+        for n, (ch, r, c) in enumerate(product(range(2), range(H), range(W))):
+            xs[n, ch, r, c] += 0.75
+        out = net(xs, cond.expand(len(xs), -1, -1, -1))
+    changed = (out != base).any(dim=2)                                 # (2HW, 2, H, W)
+    return changed.view(2, H * W, 2, H * W)
+
+
+def test_channel_groups_split_each_part_into_a_cr_half_and_a_cb_half():
+    assert channel_groups(4).tolist() == [0, 0, 1, 1]
+    assert channel_groups(8, parts=2).tolist() == [0, 0, 1, 1, 0, 0, 1, 1]
+
+
+def test_logits_depend_only_on_earlier_pixels_and_cb_on_the_current_cr():
+    changed = dependencies(tiny_net())
+    i_in = torch.arange(H * W)[:, None]
+    i_out = torch.arange(H * W)[None, :]
+    allowed = torch.zeros(2, H * W, 2, H * W, dtype=torch.bool)
+    allowed[:, :, :, :] = (i_in < i_out)[None, :, None, :]
+    allowed[0, :, 1, :] |= i_in == i_out                              # Cr at i -> Cb at i
+    assert not (changed & ~allowed).any(), "a logit depends on a later pixel or channel"
+    diagonal = torch.arange(H * W)
+    assert changed[0, diagonal, 1, diagonal].all(), "Cb at a pixel must see Cr at that pixel"
+    assert not changed[1, diagonal, 0, diagonal].any() and not changed[0, diagonal, 0, diagonal].any()
+
+
+def test_the_receptive_field_has_no_blind_spot_up_and_to_the_right():
+    changed = dependencies(tiny_net()).any(dim=0).any(dim=1)          # (i_in, i_out)
+    r, c = 3, 2
+    target = r * W + c
+    # above-right neighbours (a masked PixelCNN's blind spot), left neighbours, two rows up
+    for dr, dc in [(-1, 1), (-1, 2), (-1, 3), (-2, 2), (0, -1), (0, -2), (-1, -1), (-2, 0)]:
+        assert changed[(r + dr) * W + c + dc, target], f"pixel ({r},{c}) does not see offset ({dr},{dc})"
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_cached_sampler_draws_exactly_the_naive_samples_under_a_seed(temperature):
+    net = sharp_net(seed=3)
+    cond = randn(3, COND, H, W, seed=4)
+    noise = noise_for([10, 11, 12])
+    naive = net.sample(cond, noise, temperature=temperature, cached=False)
+    cached = net.sample(cond, noise, temperature=temperature, cached=True)
+    assert naive.shape == (3, 2, H, W) and naive.dtype == torch.long
+    assert torch.equal(cached, naive)
+    assert len(naive.unique()) == BINS                                # a real test: every bin drawn
+
+
+@pytest.mark.parametrize("kernels", [(3, 3), (7, 5)])
+def test_cached_steps_compute_the_full_networks_logits_on_the_sample(kernels):
+    # stronger than equal samples: every step's logits equal those of one teacher-forced
+    # pass of the whole network over the finished sample, to float64 rounding
+    net = tiny_net(seed=15, first_kernel=kernels[0], block_kernel=kernels[1])
+    cond, noise = randn(2, COND, H, W, seed=16), noise_for([8, 9])
+    sampler = CachedSampler(net, 2, W, like=cond, keep_logits=True)
+    bins = sampler.run(cond, noise)
+    with torch.no_grad():
+        full = net(net.centres(cond)[bins], cond)                     # (2, 2, bins, H, W)
+    torch.testing.assert_close(sampler.logits, full, rtol=1e-12, atol=1e-12)
+
+
+def test_cached_sampler_matches_naive_for_the_paper_kernel_sizes_and_non_square_grids():
+    net = sharp_net(seed=5, first_kernel=7, block_kernel=5, blocks=1)
+    cond = randn(2, COND, 4, 7, seed=6)
+    noise = noise_for([1, 2], h=4, w=7)
+    assert torch.equal(net.sample(cond, noise, cached=True), net.sample(cond, noise, cached=False))
+
+
+def test_cached_sampler_state_resets_after_warmup_steps():
+    # CUDA-graph capture runs warm-up row steps and then resets the state; on CPU the
+    # same reset must leave no trace of them.
+    net = tiny_net(seed=7)
+    cond, noise = randn(2, COND, H, W, seed=8), noise_for([3, 4])
+    plain = CachedSampler(net, 2, W, like=cond).run(cond, noise)
+    warmed = CachedSampler(net, 2, W, like=cond).run(cond, noise, warmup=3)
+    assert torch.equal(plain, warmed)
+
+
+def test_a_cached_sampler_runs_again_on_a_new_batch_of_the_same_size():
+    net = tiny_net(seed=17)
+    sampler = CachedSampler(net, 2, W, like=randn(1, seed=0))
+    cond_a, cond_b = randn(2, COND, H, W, seed=18), randn(2, COND, H, W, seed=19)
+    first = sampler.run(cond_a, noise_for([1, 2]))
+    second = sampler.run(cond_b, noise_for([3, 4]))
+    assert torch.equal(second, net.sample(cond_b, noise_for([3, 4])))
+    assert torch.equal(sampler.run(cond_a, noise_for([1, 2])), first)
+
+
+def test_samples_differ_across_seeds_and_repeat_with_the_same_seed():
+    net = tiny_net(seed=9)
+    cond = randn(1, COND, H, W, seed=10).expand(3, -1, -1, -1)
+    samples = net.sample(cond, noise_for([1, 2, 1]))
+    assert not torch.equal(samples[0], samples[1])
+    assert torch.equal(samples[0], samples[2])
+
+
+def test_an_image_samples_the_same_alone_or_in_a_batch():
+    net = tiny_net(seed=11)
+    cond = randn(3, COND, H, W, seed=12)
+    batch = net.sample(cond, noise_for([5, 6, 7]))
+    alone = net.sample(cond[1:2], noise_for([6]))
+    assert torch.equal(batch[1:2], alone)
+
+
+def test_a_tiny_temperature_gives_the_most_probable_bins_whatever_the_seed():
+    net = tiny_net(seed=13)
+    cond = randn(1, COND, H, W, seed=14).expand(2, -1, -1, -1)
+    samples = net.sample(cond, noise_for([1, 2]), temperature=1e-9)
+    assert torch.equal(samples[0], samples[1])
+
+
+def test_sample_validates_temperature_and_noise_shape():
+    net = tiny_net()
+    cond = randn(1, COND, H, W, seed=0)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        net.sample(cond, noise_for([0]), temperature=0)
+    with pytest.raises(ValueError, match="noise must have shape"):
+        net.sample(cond, noise_for([0], h=H - 1))
+
+
+def test_gumbel_noise_comes_from_each_images_own_generator():
+    a = gumbel_noise([torch.Generator().manual_seed(s) for s in (1, 2)], 2, (3, 4), n_samples=2)
+    b = gumbel_noise([torch.Generator().manual_seed(2)], 1, (3, 4), n_samples=2)
+    assert a.shape == (4, 3, 4) and torch.equal(a[2:], b)
+    with pytest.raises(ValueError, match="one generator per image"):
+        gumbel_noise([torch.Generator()], 2, (3,))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"channels": 7}, "channels must be a positive even number"),
+    ({"first_kernel": 4}, "first_kernel must be odd"),
+    ({"block_kernel": 2}, "block_kernel must be odd"),
+    ({"bins": 1}, "bins must be at least 2"),
+])
+def test_pixelcnn_rejects_invalid_configurations(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_net(**kwargs)
