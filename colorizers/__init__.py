@@ -8,6 +8,11 @@ control methods of `colorizers.controls` (``ground_truth``, ``grayscale``,
 files in `colorizers.checkpoint`, training in ``python -m colorizers.train``.
 """
 from . import controls  # noqa: F401  (registers the controls)
+from . import zhang2016  # noqa: F401  (registers zhang2016)
+from . import lal2017  # noqa: F401  (registers lal2017)
+from . import royer2017  # noqa: F401  (registers royer2017)
+from . import liang2016  # noqa: F401  (registers liang2016)
+from . import pixcolor  # noqa: F401  (registers pixcolor)
 from .base import Colorizer, ColorizerInfo
 from .registry import get_colorizer, list_colorizers, register
 

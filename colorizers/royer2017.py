@@ -1,0 +1,518 @@
+"""Royer, Kolesnikov, Lampert, "Probabilistic Image Colorization" (BMVC 2017): ``royer2017``.
+
+A feed-forward embedding network reads the luminance at the working resolution (128x128)
+and yields a feature map at a quarter of it (32x32); a PixelCNN++ decoder models the
+chroma on that grid autoregressively, conditioned on the embedding in every block, with
+a mixture of discretized logistics over (a*, b*). Each call samples a new colorization
+(`Royer2017.sample` draws several per image); the sampled chroma is upsampled bilinearly
+and joined with the true L* by the platform.
+The embedding's first ``8 * n_mix`` channels are also mixture parameters, trained with
+the same loss: the auxiliary feed-forward predictor (``mode="auxiliary"``).
+
+Pipeline of `Royer2017.colorize` (L* of any size in, a*b* of the same size out)::
+
+    L* (B,1,H,W) --bilinear--> (B,1,128,128) --(L-50)/50--> embedding net --> (B,160,32,32)
+    L at 32x32 (4x4 means) + embedding --> raster-scan sampling of (a, b)/110 on 256 levels
+    --> x110 --> bilinear to (H, W)
+
+Choices where the paper and code leave room (and departures from the authors' code):
+
+* Chroma scaling: a*, b* are divided by 110 (the usual ab normalisation, e.g. Zhang et
+  al.'s code), clamped to [-1, 1] and discretized to 256 levels as PixelCNN++ does with
+  8-bit values (level spacing 0.86 a*b* units). NLL in bits per dimension over the 2 x 32
+  x 32 chroma values.
+* Mixture: 80 outputs for 10 components = 8 per component, the authors' Lab layout:
+  logit, 2 means, 2 log-scales and 3 coefficients (a on L, b on L, b on a); see
+  `colorizers.pixelcnnpp`. L enters as the 4x4 mean of the normalised luminance.
+* Resizing: L* to the working size with bilinear interpolation (antialiased when
+  shrinking); training targets are the 4x4 means of a*b* at the working size (what the
+  final bilinear upsampling can reproduce); training images that are not square are
+  centre-cropped to a square first.
+* Decoder input: the (a, b) canvas plus a channel of ones (PixelCNN++'s border trick);
+  the luminance reaches the decoder only through the embedding and the L coefficients
+  (the authors also feed the downsampled image to the decoder).
+* Sampling: discretized samples (the model's support), so b's mean uses the discretized
+  a; a temperature scales the component noise (logits / T) and the logistic noise; T = 0
+  gives each pixel's most probable component's location, still autoregressively.
+  ``mode="auxiliary"`` decodes the auxiliary predictor deterministically the same way
+  (most probable component's location, no autoregression).
+* Weights: plain convolutions with PyTorch's default initialisation instead of weight
+  normalisation with data-dependent initialisation; the second convolution of every
+  gated block starts at 0.1 of its initial scale (PixelCNN++'s init_scale). Dropout (0.5)
+  in every gated block, the embedding's included, as the authors' code does.
+* Polyak averaging (``polyak=True``): the module keeps a second copy of the network,
+  ``net_avg`` (buffers, not parameters), updated after every step with decay
+  ``min(polyak_decay, (1+t)/(10+t))`` (the warm-up of TensorFlow's moving averages, so a
+  short run is not dominated by the initial weights). A checkpoint then holds both
+  ``net.*`` (the trained weights, to go on training) and ``net_avg.*`` (the averages);
+  colorizing uses ``net_avg``.
+* Data augmentation: the trainer's random crops and mirroring (no flips here).
+* Embedding batches of more than 32 images are embedded 32 at a time (memory).
+
+Sampling speed: the authors sample naively, running the whole decoder once per pixel
+(1,024 passes per image). ``sampler="cached"`` (the default) computes every layer's
+output once per pixel from per-layer caches (`colorizers.pixelcnnpp.CachedSampler`), about
+the cost of one decoder pass per image, and draws the same samples from the same noise;
+on a CUDA device its row step is replayed as a CUDA graph. ``sampler="naive"`` is the
+reference.
+
+Default configuration (`Royer2017()`): 128x128 working size, embedding widths 64, 128,
+256, 512 with 2 gated blocks per stage, 3 blocks at dilation 2 and 3 at dilation 4, a
+160-channel embedding; decoder of 4 gated blocks per stream, 160 channels, 3x3 shifted
+kernels (the authors' code), 10 logistics: 110.6 M parameters in ``net``, 98.9 M of them in
+the embedding (84.9 M in its 512-channel dilated blocks) and 11.7 M in the decoder.
+
+References
+----------
+A. Royer, A. Kolesnikov, C. H. Lampert, "Probabilistic Image Colorization", BMVC 2017;
+code: github.com/ameroyer/PIC (TensorFlow).
+T. Salimans et al., "PixelCNN++", ICLR 2017.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Colorizer
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .color import rgb_to_lab
+from .pixelcnnpp import (
+    PARAMS_PER_COMPONENT, GatedResidual, PixelCNNDecoder, draw_noise, mixture_bits_per_dim,
+    mixture_sample, quantize, sample_cached, sample_naive,
+)
+from .registry import register
+
+__all__ = ["EmbeddingNet", "PICNet", "Royer2017", "DEMO_CONFIG"]
+
+L_CENTRE, L_HALF_RANGE = 50.0, 50.0   # L* in [0, 100] -> [-1, 1]
+AB_SCALE = 110.0                       # a*, b* / 110 -> about [-1, 1]
+DOWNSCALE = 4                          # the chroma grid is 1/4 of the working size
+EMBED_CHUNK = 32                       # images embedded at once when colorizing
+
+#: options that change only how a trained model colorizes (may differ from the checkpoint's)
+INFERENCE_OPTIONS = ("mode", "temperature", "sampler", "cuda_graph")
+
+#: a small configuration that trains on a CPU in minutes (the demo checkpoint; 1.1 M parameters)
+DEMO_CONFIG: dict[str, Any] = {
+    "working_size": 64, "embed_widths": [16, 32, 64, 64], "embed_blocks": 1,
+    "embed_dilations": [2, 4], "embed_dilated_blocks": 1, "embed_channels": 48,
+    "channels": 32, "n_blocks": 2, "n_mix": 5, "dropout": 0.1,
+}
+
+
+def _same_conv(in_channels: int, out_channels: int, dilation: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation)
+
+
+class EmbeddingNet(nn.Module):
+    """The grayscale embedding network: (B, 1, S, S) luminance in [-1, 1] -> (B, E, S/4, S/4).
+
+    conv3x3 w0; ``blocks`` gated blocks; conv3x3 stride 2 to w1; ``blocks`` gated blocks;
+    conv3x3 stride 2 to w2; ``blocks`` gated blocks; conv3x3 to w3; then per dilation d:
+    ``dilated_blocks`` gated blocks with dilation d and a conv3x3 (to w3, the last one to
+    ``out_channels``). The input gets a channel of ones, as in the authors' code.
+    """
+
+    def __init__(
+        self,
+        *,
+        widths: Sequence[int] = (64, 128, 256, 512),
+        blocks: int = 2,
+        dilations: Sequence[int] = (2, 4),
+        dilated_blocks: int = 3,
+        out_channels: int = 160,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        w0, w1, w2, w3 = widths
+
+        def stage(width: int, n: int, dilation: int = 1) -> nn.Sequential:
+            return nn.Sequential(*(GatedResidual(width, _same_conv, dilation=dilation, dropout=dropout)
+                                   for _ in range(n)))
+
+        self.conv_in = nn.Conv2d(2, w0, 3, padding=1)
+        self.stage1 = stage(w0, blocks)
+        self.down1 = nn.Conv2d(w0, w1, 3, stride=2, padding=1)
+        self.stage2 = stage(w1, blocks)
+        self.down2 = nn.Conv2d(w1, w2, 3, stride=2, padding=1)
+        self.stage3 = stage(w2, blocks)
+        self.widen = nn.Conv2d(w2, w3, 3, padding=1)
+        self.dilated = nn.ModuleList(stage(w3, dilated_blocks, d) for d in dilations)
+        self.transitions = nn.ModuleList(
+            nn.Conv2d(w3, out_channels if i == len(dilations) - 1 else w3, 3, padding=1)
+            for i in range(len(dilations))
+        )
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        x = self.conv_in(torch.cat([L, torch.ones_like(L)], dim=1))        # (B, w0, S, S)
+        x = self.stage1(x)
+        x = self.stage2(self.down1(x))                                      # (B, w1, S/2, S/2)
+        x = self.stage3(self.down2(x))                                      # (B, w2, S/4, S/4)
+        x = self.widen(x)                                                   # (B, w3, S/4, S/4)
+        for blocks, transition in zip(self.dilated, self.transitions):
+            x = transition(blocks(x))
+        return x                                                            # (B, E, S/4, S/4)
+
+
+class PICNet(nn.Module):
+    """Embedding network and decoder; `losses` gives the two training losses."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        c = config
+        self.n_mix = c["n_mix"]
+        self.embedding = EmbeddingNet(
+            widths=c["embed_widths"], blocks=c["embed_blocks"], dilations=c["embed_dilations"],
+            dilated_blocks=c["embed_dilated_blocks"], out_channels=c["embed_channels"],
+            dropout=c["dropout"],
+        )
+        self.decoder = PixelCNNDecoder(
+            in_channels=2, channels=c["channels"], n_blocks=c["n_blocks"],
+            cond_channels=c["embed_channels"], n_outputs=PARAMS_PER_COMPONENT * c["n_mix"],
+            kernel_size=c["kernel_size"], dropout=c["dropout"],
+        )
+
+    def aux_params(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The auxiliary predictor's mixture parameters: the first 8K channels."""
+        return embedding[:, :PARAMS_PER_COMPONENT * self.n_mix]
+
+    def losses(self, L: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced NLL of the decoder and of the auxiliary predictor, bits/dim.
+
+        ``L`` (B, 1, S, S) in [-1, 1]; ``ab`` (B, 2, S/4, S/4) on the 256 levels.
+        """
+        emb = self.embedding(L)                                             # (B, E, S/4, S/4)
+        L_small = F.avg_pool2d(L, DOWNSCALE)[:, 0]                          # (B, S/4, S/4)
+        bpd = mixture_bits_per_dim(self.decoder(ab, emb), ab, L_small, self.n_mix)
+        aux_bpd = mixture_bits_per_dim(self.aux_params(emb), ab, L_small, self.n_mix)
+        return bpd, aux_bpd
+
+
+def _as_buffers(module: nn.Module) -> nn.Module:
+    """Turn every parameter of ``module`` into a buffer of the same name (the Polyak copy:
+    state-dict keys as the network's, but not trained and not counted as parameters)."""
+    for m in module.modules():
+        for name, p in list(m._parameters.items()):
+            if p is not None:
+                del m._parameters[name]
+                m.register_buffer(name, p.detach().clone())
+    return module
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of (B, C, H, W) to (size, size), antialiased when shrinking."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def _centre_square(x: torch.Tensor) -> torch.Tensor:
+    H, W = x.shape[-2:]
+    s = min(H, W)
+    top, left = (H - s) // 2, (W - s) // 2
+    return x[..., top:top + s, left:left + s]
+
+
+@register("royer2017")
+class Royer2017(Colorizer):
+    """Probabilistic Image Colorization (Royer et al., BMVC 2017); see the module docstring.
+
+    Parameters
+    ----------
+    working_size : side of the square the luminance is resized to (multiple of 4); the
+        chroma is sampled at a quarter of it.
+    embed_widths : the four widths of the embedding network's stages.
+    embed_blocks : gated blocks per stage before the dilated part.
+    embed_dilations, embed_dilated_blocks : dilation of each dilated stage, blocks in each.
+    embed_channels : channels of the embedding (at least ``8 * n_mix``: the first ``8 *
+        n_mix`` are the auxiliary predictor's mixture parameters).
+    channels, n_blocks, kernel_size : decoder width, gated blocks per stream, kernel side.
+    n_mix : logistic components of the mixture.
+    dropout : dropout rate in every gated block during training.
+    polyak : keep Polyak-averaged weights (``net_avg``) and colorize with them.
+    mode : ``"sample"`` (autoregressive sampling) or ``"auxiliary"`` (the embedding's
+        feed-forward predictor, decoded deterministically).
+    temperature : sampling temperature >= 0 (1 samples the model; 0 is deterministic).
+    sampler : ``"cached"`` (default) or ``"naive"`` (one full decoder pass per pixel).
+    cuda_graph : capture the cached sampler's row step in a CUDA graph on CUDA devices.
+    """
+
+    needs_checkpoint = True
+
+    def __init__(
+        self,
+        *,
+        working_size: int = 128,
+        embed_widths: Sequence[int] = (64, 128, 256, 512),
+        embed_blocks: int = 2,
+        embed_dilations: Sequence[int] = (2, 4),
+        embed_dilated_blocks: int = 3,
+        embed_channels: int = 160,
+        channels: int = 160,
+        n_blocks: int = 4,
+        kernel_size: int = 3,
+        n_mix: int = 10,
+        dropout: float = 0.5,
+        polyak: bool = True,
+        mode: str = "sample",
+        temperature: float = 1.0,
+        sampler: str = "cached",
+        cuda_graph: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {
+            "working_size": working_size, "embed_widths": list(embed_widths),
+            "embed_blocks": embed_blocks, "embed_dilations": list(embed_dilations),
+            "embed_dilated_blocks": embed_dilated_blocks, "embed_channels": embed_channels,
+            "channels": channels, "n_blocks": n_blocks, "kernel_size": kernel_size,
+            "n_mix": n_mix, "dropout": dropout, "polyak": polyak, "mode": mode,
+            "temperature": temperature, "sampler": sampler, "cuda_graph": cuda_graph,
+        }
+        _check_config(self.config)
+        self.n_mix = n_mix
+        self.net = PICNet(self.config)
+        self.net_avg: PICNet | None = None
+        if polyak:
+            self.net_avg = _as_buffers(copy.deepcopy(self.net))
+        self._train_config: dict[str, Any] = {}
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.config)
+
+    # --- colorizing ----------------------------------------------------------------
+
+    def forward(
+        self,
+        L: torch.Tensor,
+        *,
+        generator: list[torch.Generator] | None = None,
+        reference_ab: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.sample(L, generator=generator)[:, 0]
+
+    @torch.no_grad()
+    def sample(
+        self,
+        L: torch.Tensor,
+        *,
+        n_samples: int = 1,
+        generator: Sequence[torch.Generator] | None = None,
+        temperature: float | None = None,
+        sampler: str | None = None,
+    ) -> torch.Tensor:
+        """Draw ``n_samples`` colorizations of each image in one batch.
+
+        Parameters
+        ----------
+        L : (B, 1, H, W) CIE L* in [0, 100], any H, W.
+        n_samples : colorizations per image; image i's come from ``generator[i]``, in
+            order, so sample 0 is what `colorize` returns for the same generator.
+        generator : one seeded generator per image (None: the global RNG).
+        temperature, sampler : override the configured ones for this call.
+
+        Returns
+        -------
+        (B, n_samples, 2, H, W) a*b*, in L's dtype. With ``mode="auxiliary"`` every
+        sample is the auxiliary predictor's deterministic decoding.
+        """
+        if n_samples < 1:
+            raise ValueError(f"`n_samples` must be at least 1, got {n_samples}")
+        B, _, H, W = L.shape
+        net = self.net_avg if self.net_avg is not None else self.net
+        dtype = net.embedding.conv_in.weight.dtype
+        was_training = self.training
+        self.eval()
+        try:
+            L_work = (_resize(L.to(dtype), self.config["working_size"]) - L_CENTRE) / L_HALF_RANGE
+            emb = torch.cat([net.embedding(chunk) for chunk in L_work.split(EMBED_CHUNK)])  # (B, E, h, w)
+            L_small = F.avg_pool2d(L_work, DOWNSCALE)[:, 0]                                 # (B, h, w)
+            if self.config["mode"] == "auxiliary":
+                params = net.aux_params(emb).movedim(1, -1)                                  # (B, h, w, 8K)
+                no_noise = (params.new_zeros(*params.shape[:-1], self.n_mix),
+                            params.new_zeros(*params.shape[:-1], 2))
+                ab = mixture_sample(params, L_small, *no_noise, 0.0, self.n_mix).movedim(-1, 1)
+                ab = ab.repeat_interleave(n_samples, 0)                                      # (B n, 2, h, w)
+            else:
+                ab = self.sample_grid(emb.repeat_interleave(n_samples, 0), L_small.repeat_interleave(n_samples, 0),
+                                      generator=generator, n_samples=n_samples, decoder=net.decoder,
+                                      temperature=temperature, sampler=sampler)
+            ab = F.interpolate(ab * AB_SCALE, size=(H, W), mode="bilinear", align_corners=False)
+        finally:
+            self.train(was_training)
+        return ab.unflatten(0, (B, n_samples)).to(L.dtype)                                  # (B, n, 2, H, W)
+
+    @torch.no_grad()
+    def sample_grid(
+        self,
+        embedding: torch.Tensor,
+        L_small: torch.Tensor,
+        *,
+        generator: Sequence[torch.Generator] | None = None,
+        n_samples: int = 1,
+        decoder: PixelCNNDecoder | None = None,
+        temperature: float | None = None,
+        sampler: str | None = None,
+    ) -> torch.Tensor:
+        """Sample chroma on the grid: (B n, 2, h, w) in [-1, 1] (a*/110, b*/110).
+
+        ``embedding`` (B n, E, h, w) and ``L_small`` (B n, h, w) (normalised luminance),
+        each image's rows repeated ``n_samples`` times; the noise of image i's samples
+        comes from ``generator[i]`` (see `colorizers.pixelcnnpp.draw_noise`). The decoder
+        (by default the averaged one) runs in eval mode.
+        """
+        if decoder is None:
+            decoder = (self.net_avg if self.net_avg is not None else self.net).decoder
+        temperature = self.config["temperature"] if temperature is None else temperature
+        Bn, _, h, w = embedding.shape
+        gumbel, logistic = draw_noise(generator, Bn // n_samples, h, w, self.n_mix, n_samples=n_samples,
+                                      device=embedding.device, dtype=embedding.dtype)
+        was_training = decoder.training
+        decoder.eval()
+        try:
+            if (sampler or self.config["sampler"]) == "naive":
+                return sample_naive(decoder, embedding, L_small, gumbel, logistic, temperature)
+            return sample_cached(decoder, embedding, L_small, gumbel, logistic, temperature,
+                                 cuda_graph=self.config["cuda_graph"])
+        finally:
+            decoder.train(was_training)
+
+    # --- training (the protocol of colorizers.training) -------------------------------
+
+    @classmethod
+    def default_train_config(cls) -> dict[str, Any]:
+        """The paper's recipe: Adam (0.95, 0.9995), lr 1.6e-4 x 0.99999 per step, Polyak 0.999.
+
+        ``batch_size`` 64 is the paper's 16 per GPU on 4 GPUs; ``eps`` 1e-6 is the authors'
+        Adam epsilon; ``crop`` 128 is the working size (the paper trains on ImageNet at
+        128x128; the trainer mirrors half the crops, the paper's horizontal flips). The
+        paper states no run length, so there is no ``steps``: pass ``--steps``.
+        """
+        return {"lr": 1.6e-4, "betas": [0.95, 0.9995], "eps": 1e-6, "lr_decay": 0.99999,
+                "polyak_decay": 0.999, "batch_size": 64, "crop": 128}
+
+    def configure_optimizers(self, config: dict[str, Any]) -> dict[str, tuple[torch.optim.Optimizer, Any]]:
+        """One Adam over ``net`` with an exponential learning-rate decay per step."""
+        cfg = {**self.default_train_config(), **config}
+        self._train_config = cfg
+        opt = torch.optim.Adam(self.net.parameters(), lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"])
+        return {"model": (opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg["lr_decay"]))}
+
+    def prepare_batch(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """sRGB (B, 3, H, W) in [0, 1] -> L (B, 1, S, S) in [-1, 1] and the target chroma
+        (B, 2, S/4, S/4) on the 256 levels."""
+        lab = _resize(_centre_square(rgb_to_lab(rgb.float())), self.config["working_size"])
+        L = (lab[:, :1] - L_CENTRE) / L_HALF_RANGE
+        ab = quantize(F.avg_pool2d(lab[:, 1:], DOWNSCALE) / AB_SCALE)
+        return L, ab
+
+    def train_step(self, batch: Any, step: int, optimizers: dict[str, tuple[Any, Any]]) -> dict[str, float]:
+        """One optimisation step on ``batch.rgb`` (B, 3, crop, crop); returns loss = bpd +
+        aux_bpd and both parts (teacher-forced, in bits per dimension)."""
+        opt, scheduler = optimizers["model"]
+        cfg = self._train_config or self.default_train_config()
+        self.net.train()
+        L, ab = self.prepare_batch(batch.rgb)
+        bpd, aux_bpd = self.net.losses(L, ab)
+        loss = bpd + aux_bpd
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+        if self.net_avg is not None:
+            self._update_average(step, cfg["polyak_decay"])
+        return {"loss": loss.item(), "bpd": bpd.item(), "aux_bpd": aux_bpd.item()}
+
+    @torch.no_grad()
+    def _update_average(self, step: int, decay: float) -> None:
+        decay = min(decay, (1 + step) / (10 + step))
+        averages = dict(self.net_avg.named_buffers())
+        for name, p in self.net.named_parameters():
+            averages[name].lerp_(p, 1 - decay)
+
+    def num_parameters(self) -> dict[str, int]:
+        """Parameters of the embedding network, the decoder and both (the Polyak copy not counted)."""
+        counts = {name: sum(p.numel() for p in getattr(self.net, name).parameters())
+                  for name in ("embedding", "decoder")}
+        counts["total"] = counts["embedding"] + counts["decoder"]
+        return counts
+
+    @classmethod
+    def demo_config(cls) -> dict[str, Any]:
+        """A small configuration that trains on the demo photos on a CPU in minutes.
+
+        Trained for the demo with batch 16 of 64 px crops, lr 1e-3, 300 steps (about 1.5
+        minutes on one CPU thread; 1.1 M parameters)::
+
+            python -m colorizers.train --model royer2017 --data demo --steps 300 --batch-size 16 \\
+                --crop 64 --lr 1e-3 --config working_size=64 --config 'embed_widths=[16,32,64,64]' \\
+                --config embed_blocks=1 --config embed_dilated_blocks=1 --config embed_channels=48 \\
+                --config channels=32 --config n_blocks=2 --config n_mix=5 --config dropout=0.1 --out CKPT
+        """
+        return copy.deepcopy(DEMO_CONFIG)
+
+    # --- checkpoints ----------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> None:
+        """Write weights and ``params()`` (see `colorizers.checkpoint`)."""
+        save_checkpoint(path, model_name=self.name, state_dict=self.state_dict(),
+                        config=self.params(), extra=extra)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> "Royer2017":
+        """Build the model from the checkpoint's configuration and load its weights (strict).
+
+        ``overrides`` may change the inference options (mode, temperature, sampler,
+        cuda_graph); anything else raises TypeError. Every problem with the file, a
+        configuration or weights that do not fit included, raises CheckpointError naming it.
+        """
+        if path is None:
+            raise ValueError(f"colorizer {cls.name!r} needs a checkpoint path")
+        unknown = sorted(set(overrides) - set(INFERENCE_OPTIONS))
+        if unknown:
+            raise TypeError(f"{cls.name!r} takes its architecture from the checkpoint; "
+                            f"only {', '.join(INFERENCE_OPTIONS)} may be overridden, got {unknown}")
+        ckpt = load_checkpoint(path, expected_model=cls.name)
+        try:
+            model = cls(**{**ckpt["config"], **overrides})
+            model.load_state_dict(ckpt["state_dict"], strict=True)
+        except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+            raise CheckpointError(f"{path} does not fit {cls.name!r}: {exc}") from exc
+        return model
+
+
+def _check_config(c: dict[str, Any]) -> None:
+    """Raise ValueError naming the first invalid configuration value."""
+    def positive_int(key: str) -> None:
+        if not isinstance(c[key], int) or isinstance(c[key], bool) or c[key] < 1:
+            raise ValueError(f"`{key}` must be a positive integer, got {c[key]!r}")
+
+    for key in ("working_size", "embed_blocks", "embed_dilated_blocks", "embed_channels",
+                "channels", "n_blocks", "kernel_size", "n_mix"):
+        positive_int(key)
+    if c["working_size"] % DOWNSCALE:
+        raise ValueError(f"`working_size` must be a multiple of {DOWNSCALE}, got {c['working_size']}")
+    if len(c["embed_widths"]) != 4 or not all(isinstance(w, int) and w > 0 for w in c["embed_widths"]):
+        raise ValueError(f"`embed_widths` must be four positive integers, got {c['embed_widths']!r}")
+    if not c["embed_dilations"] or not all(isinstance(d, int) and d > 0 for d in c["embed_dilations"]):
+        raise ValueError(f"`embed_dilations` must be positive integers, got {c['embed_dilations']!r}")
+    if c["embed_channels"] < PARAMS_PER_COMPONENT * c["n_mix"]:
+        raise ValueError(f"`embed_channels` must be at least {PARAMS_PER_COMPONENT} * n_mix = "
+                         f"{PARAMS_PER_COMPONENT * c['n_mix']}, got {c['embed_channels']}")
+    if c["kernel_size"] % 2 != 1:
+        raise ValueError(f"`kernel_size` must be odd, got {c['kernel_size']}")
+    if not 0 <= c["dropout"] < 1:
+        raise ValueError(f"`dropout` must be in [0, 1), got {c['dropout']!r}")
+    if c["mode"] not in ("sample", "auxiliary"):
+        raise ValueError(f"`mode` must be 'sample' or 'auxiliary', got {c['mode']!r}")
+    if c["sampler"] not in ("cached", "naive"):
+        raise ValueError(f"`sampler` must be 'cached' or 'naive', got {c['sampler']!r}")
+    if not isinstance(c["temperature"], (int, float)) or not math.isfinite(c["temperature"]) \
+            or c["temperature"] < 0:
+        raise ValueError(f"`temperature` must be a finite number >= 0, got {c['temperature']!r}")

@@ -1,0 +1,345 @@
+"""royer2017: PixelCNN++ parts, exact cached sampling, training protocol and checkpoints.
+
+Every test uses a tiny configuration (8x8 chroma grid, width 8, 2 logistics) and one
+CPU thread: the ops are small, and a second thread only adds contention.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+from django.core.management import call_command
+
+from colorizers import get_colorizer
+from colorizers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from colorizers.pixelcnnpp import (
+    channel_log_probs, draw_noise, mixture_log_prob, quantize, sample_cached, sample_naive,
+)
+from colorizers.royer2017 import Royer2017
+from colorizers.train import demo_train_files, load_image
+from colorizers.training import train
+from vtt.models import Colorization, Method
+
+TINY = {
+    "working_size": 32, "embed_widths": [4, 4, 8, 8], "embed_blocks": 1, "embed_dilations": [2],
+    "embed_dilated_blocks": 1, "embed_channels": 16, "channels": 8, "n_blocks": 2, "n_mix": 2,
+    "dropout": 0.0, "polyak": False,
+}
+CPU = torch.device("cpu")
+
+
+@dataclass
+class Batch:
+    """What the shared trainer hands to train_step."""
+
+    rgb: torch.Tensor
+    labels: torch.Tensor
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(seed: int = 0, **overrides) -> Royer2017:
+    torch.manual_seed(seed)
+    return Royer2017(**{**TINY, **overrides})
+
+
+def seeds(*values: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(v) for v in values]
+
+
+def random_L(batch: int = 2, size: tuple[int, int] = (32, 32), seed: int = 0) -> torch.Tensor:
+    return torch.rand(batch, 1, *size, generator=torch.Generator().manual_seed(seed)) * 100
+
+
+def demo_photos(n: int, size: int = 32) -> torch.Tensor:
+    """The first n demo training photos, shorter side ``size``, centre-cropped square."""
+    root, names = demo_train_files()
+    images = []
+    for name in names[:n]:
+        rgb = load_image(root / name, size)
+        top, left = (rgb.shape[1] - size) // 2, (rgb.shape[2] - size) // 2
+        images.append(rgb[:, top:top + size, left:left + size])
+    return torch.stack(images)
+
+
+def decoder_inputs(model: Royer2017, batch: int = 2, seed: int = 0):
+    """Float64 decoder (eval), an embedding of random L and the 8x8 grid's L."""
+    model = model.double().eval()
+    L = torch.rand(batch, 1, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    with torch.no_grad():
+        emb = model.net.embedding(L)
+    return model.net.decoder, emb, F.avg_pool2d(L, 4)[:, 0]
+
+
+# --- registry, configuration ----------------------------------------------------------
+
+def test_royer2017_is_registered_as_a_trained_model():
+    cls = get_colorizer("royer2017")
+    assert cls is Royer2017 and cls.needs_checkpoint and not cls.needs_reference
+
+
+def test_default_configuration_has_the_documented_parameter_count():
+    with torch.device("meta"):
+        model = Royer2017(polyak=False)
+    assert model.num_parameters() == {"embedding": 98_883_936, "decoder": 11_697_360, "total": 110_581_296}
+    assert model.net.decoder.n_outputs == 80 and model.params()["embed_channels"] == 160
+
+
+def test_params_are_json_and_rebuild_the_same_model():
+    params = tiny().params()
+    assert json.loads(json.dumps(params)) == params
+    assert Royer2017(**params).params() == params
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"working_size": 30}, "`working_size` must be a multiple of 4, got 30"),
+    ({"embed_channels": 15}, "`embed_channels` must be at least 8 \\* n_mix = 16, got 15"),
+    ({"mode": "best"}, "`mode` must be 'sample' or 'auxiliary', got 'best'"),
+    ({"temperature": -1.0}, "`temperature` must be a finite number >= 0, got -1.0"),
+    ({"kernel_size": 2}, "`kernel_size` must be odd, got 2"),
+])
+def test_invalid_configuration_names_the_parameter(change, message):
+    with pytest.raises(ValueError, match=message):
+        Royer2017(**{**TINY, **change})
+
+
+# --- causality -------------------------------------------------------------------------
+
+def test_decoder_outputs_never_depend_on_the_current_or_later_pixels():
+    decoder, emb, _ = decoder_inputs(tiny())
+    x = quantize(torch.rand(2, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2 - 1)
+    with torch.no_grad():
+        base = decoder(x, emb).flatten(2)                                  # (B, 8K, 64) raster order
+        for p in range(64):
+            changed = x.clone()
+            changed.view(2, 2, 64)[:, :, p] = -changed.view(2, 2, 64)[:, :, p] + 0.5
+            diff = (decoder(changed, emb).flatten(2) - base).abs().amax(dim=(0, 1))   # (64,)
+            assert torch.all(diff[:p + 1] == 0), f"pixel {p} changed the outputs of pixels <= {p}"
+            i, j = divmod(p, 8)
+            if j < 7:
+                assert diff[p + 1] > 0, f"pixel {p} does not reach its right neighbour"
+            if i < 7:
+                assert diff[p + 8] > 0, f"pixel {p} does not reach the pixel below"
+
+
+def test_the_mixture_lets_b_depend_on_a_but_not_a_on_b():
+    torch.manual_seed(0)
+    params = torch.randn(50, 16, dtype=torch.float64)
+    L = torch.rand(50, dtype=torch.float64) * 2 - 1
+    x = quantize(torch.rand(50, 2, dtype=torch.float64) * 2 - 1)
+    lp_a, lp_b = channel_log_probs(params, x, L, 2)
+    other_b = x.clone()
+    other_b[:, 1] = quantize(-x[:, 1] + 0.3)
+    lp_a2, _ = channel_log_probs(params, other_b, L, 2)
+    assert torch.equal(lp_a, lp_a2)
+    other_a = x.clone()
+    other_a[:, 0] = quantize(-x[:, 0] + 0.3)
+    _, lp_b2 = channel_log_probs(params, other_a, L, 2)
+    assert torch.all((lp_b2 - lp_b).abs().amax(-1) > 0)
+
+
+def test_the_discretized_mixture_sums_to_one_over_the_256_by_256_levels():
+    torch.manual_seed(0)
+    levels = torch.linspace(-1, 1, 256, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(levels, levels, indexing="ij"), dim=-1).view(-1, 2)   # (65536, 2)
+    for _ in range(3):
+        params = torch.randn(16, dtype=torch.float64).expand(grid.shape[0], 16)
+        L = torch.full((grid.shape[0],), 0.3, dtype=torch.float64)
+        total = mixture_log_prob(params, grid, L, 2).exp().sum()
+        assert total.item() == pytest.approx(1.0, abs=1e-6)
+
+
+# --- training ---------------------------------------------------------------------------
+
+def test_teacher_forced_likelihood_improves_when_overfitting_real_photos():
+    model = tiny()
+    photos = Batch(rgb=demo_photos(3), labels=torch.zeros(3, dtype=torch.long))
+    config = {**Royer2017.default_train_config(), "lr": 3e-3}
+    optimizers = model.configure_optimizers(config)
+    L, ab = model.prepare_batch(photos.rgb)
+    assert L.shape == (3, 1, 32, 32) and ab.shape == (3, 2, 8, 8)
+
+    def eval_bpd() -> tuple[float, float]:
+        model.eval()
+        with torch.no_grad():
+            return tuple(t.item() for t in model.net.losses(L, ab))
+
+    before = eval_bpd()
+    logs = [model.train_step(photos, step, optimizers) for step in range(40)]
+    after = eval_bpd()
+    assert after[0] < before[0] - 0.5 and after[1] < before[1] - 0.5
+    assert all(set(log) == {"loss", "bpd", "aux_bpd"} for log in logs)
+    assert logs[-1]["loss"] == pytest.approx(logs[-1]["bpd"] + logs[-1]["aux_bpd"])
+
+
+def test_train_step_keeps_a_polyak_average_that_follows_the_weights():
+    model = tiny(polyak=True, dropout=0.5)
+    averages = dict(model.net_avg.named_buffers())
+    assert list(averages) == [name for name, _ in model.net.named_parameters()]
+    assert sum(p.numel() for p in model.parameters()) == model.num_parameters()["total"]
+    optimizers = model.configure_optimizers({"lr": 1e-2})
+    start = {name: a.clone() for name, a in averages.items()}
+    batch = Batch(rgb=torch.rand(2, 3, 40, 32), labels=torch.zeros(2, dtype=torch.long))
+    for step in range(3):
+        model.train_step(batch, step, optimizers)
+    weights = dict(model.net.named_parameters())
+    moved = max((a - start[n]).abs().max() for n, a in averages.items())
+    gap = max((a - weights[n]).abs().max() for n, a in averages.items())
+    assert moved > 0 and gap > 0     # moved towards the weights, not onto them
+    assert optimizers["model"][1].get_last_lr()[0] == pytest.approx(1e-2 * 0.99999**3)
+
+
+# --- sampling ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kernel_size, temperature", [(3, 1.0), (5, 0.7), (3, 0.0)])
+def test_cached_sampler_gives_exactly_the_naive_samples_in_float64(kernel_size, temperature):
+    decoder, emb, L_small = decoder_inputs(tiny(kernel_size=kernel_size), batch=3)
+    gumbel, logistic = draw_noise(seeds(1, 2, 3), 3, 8, 8, 2, device=CPU, dtype=torch.float64)
+    naive = sample_naive(decoder, emb, L_small, gumbel, logistic, temperature)
+    cached = sample_cached(decoder, emb, L_small, gumbel, logistic, temperature)
+    assert torch.equal(cached, naive)
+    assert naive.unique().numel() > 10       # a real sample, not a constant or saturated image
+
+
+def test_noise_of_an_image_depends_on_its_own_generator_only():
+    together = draw_noise(seeds(5, 6), 2, 4, 4, 3, device=CPU)
+    alone = draw_noise(seeds(6), 1, 4, 4, 3, device=CPU)
+    assert all(torch.equal(t[1:], a) for t, a in zip(together, alone))
+
+
+def test_colorize_returns_chroma_at_the_input_size():
+    ab = tiny().colorize(random_L(size=(20, 28)), generator=seeds(0, 1))
+    assert ab.shape == (2, 2, 20, 28) and ab.dtype == torch.float32
+    assert torch.isfinite(ab).all() and ab.abs().max() <= 110 + 1e-3
+
+
+def test_samples_differ_across_seeds_and_repeat_with_the_same_seed():
+    model, L = tiny(), random_L()
+    first = model.colorize(L, generator=seeds(0, 1))
+    assert torch.equal(first, model.colorize(L, generator=seeds(0, 1)))
+    other = model.colorize(L, generator=seeds(2, 3))
+    assert not torch.equal(first[0], other[0]) and not torch.equal(first[1], other[1])
+
+
+def test_a_sample_does_not_depend_on_the_rest_of_the_batch():
+    model, L = tiny(), random_L(batch=3)
+    together = model.colorize(L, generator=seeds(7, 8, 9))
+    alone = model.colorize(L[1:2], generator=seeds(8))
+    assert torch.equal(together[1:2], alone)
+
+
+def test_several_samples_per_image_start_with_what_colorize_returns():
+    model, L = tiny(), random_L(batch=2, size=(16, 24))
+    samples = model.sample(L, n_samples=3, generator=seeds(0, 1))
+    assert samples.shape == (2, 3, 2, 16, 24)
+    assert torch.equal(samples[:, 0], model.colorize(L, generator=seeds(0, 1)))
+    assert not torch.equal(samples[:, 1], samples[:, 2])
+    assert torch.equal(samples[1], model.sample(L[1:], n_samples=3, generator=seeds(1))[0])
+
+
+def test_the_naive_sampler_option_colorizes_like_the_cached_one():
+    cached, L = tiny(), random_L(batch=1)
+    naive = tiny(sampler="naive")
+    assert torch.equal(cached.colorize(L, generator=seeds(4)), naive.colorize(L, generator=seeds(4)))
+
+
+@pytest.mark.parametrize("options", [{"mode": "auxiliary"}, {"temperature": 0.0}])
+def test_auxiliary_mode_and_zero_temperature_are_deterministic(options):
+    model, L = tiny(**options), random_L()
+    assert torch.equal(model.colorize(L, generator=seeds(0, 1)), model.colorize(L, generator=seeds(2, 3)))
+    assert torch.equal(model.colorize(L, generator=seeds(0, 1)), model.colorize(L))
+
+
+def test_decoder_dropout_is_off_while_sampling():
+    model = tiny(dropout=0.5)
+    model.train()
+    L = random_L(batch=1)
+    assert torch.equal(model.colorize(L, generator=seeds(0)), model.colorize(L, generator=seeds(0)))
+    assert model.training and model.net.decoder.training
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+def test_checkpoint_round_trip_colorizes_identically(tmp_path):
+    model = tiny(polyak=True)
+    path = tmp_path / "royer.pt"
+    model.save(path, extra={"data": "test"})
+    loaded = Royer2017.from_checkpoint(path)
+    assert loaded.params() == model.params()
+    L = random_L()
+    assert torch.equal(loaded.colorize(L, generator=seeds(0, 1)), model.colorize(L, generator=seeds(0, 1)))
+    assert any(k.startswith("net_avg.") for k in load_checkpoint(path, expected_model="royer2017")["state_dict"])
+
+
+def test_checkpoint_inference_options_may_be_overridden_but_not_the_architecture(tmp_path):
+    path = tmp_path / "royer.pt"
+    tiny().save(path)
+    assert Royer2017.from_checkpoint(path, mode="auxiliary").params()["mode"] == "auxiliary"
+    with pytest.raises(TypeError, match="only mode, temperature, sampler, cuda_graph may be overridden"):
+        Royer2017.from_checkpoint(path, channels=16)
+
+
+def test_checkpoint_of_another_model_is_refused_naming_the_path(tmp_path):
+    path = tmp_path / "other.pt"
+    save_checkpoint(path, model_name="mean_chroma", state_dict={}, config={})
+    with pytest.raises(CheckpointError, match=f"{path}.*'mean_chroma', expected 'royer2017'"):
+        Royer2017.from_checkpoint(path)
+
+
+def test_checkpoint_whose_weights_do_not_fit_its_config_is_refused_naming_the_path(tmp_path):
+    path = tmp_path / "bad.pt"
+    model = tiny()
+    save_checkpoint(path, model_name="royer2017", state_dict=model.state_dict(),
+                    config={**model.params(), "channels": 12})
+    with pytest.raises(CheckpointError, match=f"{path} does not fit 'royer2017'"):
+        Royer2017.from_checkpoint(path)
+
+
+# --- the trainer and generate_pairs -----------------------------------------------------
+
+def tiny_training(tmp_path, photo_dir, name: str, **kwargs):
+    options = dict(model="royer2017", data=f"folder:{photo_dir}", out=tmp_path / name, steps=2, batch_size=2,
+                   crop=32, resize=40, lr=1e-3, config={**TINY, "polyak": True, "dropout": 0.5}, device="cpu",
+                   workers=0, progress=False, log=lambda line: None)
+    options.update(kwargs)
+    return train(**options)
+
+
+def test_the_trainer_trains_and_resumes_royer2017_exactly(tmp_path, photo_dir):
+    straight = tiny_training(tmp_path, photo_dir, "straight.pt", steps=4)
+    tiny_training(tmp_path, photo_dir, "half.pt")
+    resumed = tiny_training(tmp_path, photo_dir, "resumed.pt", steps=4, config={}, lr=None, batch_size=None,
+                            crop=None, resize=None, resume=tmp_path / "half.pt")
+    a = load_checkpoint(straight, expected_model="royer2017")
+    b = load_checkpoint(resumed, expected_model="royer2017")
+    assert set(a["extra"]["last_logs"]) == {"loss", "bpd", "aux_bpd"}
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], v) for k, v in b["state_dict"].items())
+    ab = Royer2017.from_checkpoint(straight).colorize(random_L(batch=1), generator=seeds(0))
+    assert ab.shape == (1, 2, 32, 32) and torch.isfinite(ab).all()
+
+
+@pytest.mark.django_db
+def test_generate_pairs_renders_royer2017_from_its_checkpoint(tmp_path, photo_dir, media_root):
+    checkpoint = tmp_path / "royer.pt"
+    tiny(polyak=True).save(checkpoint)
+    call_command("generate_pairs", "--experiment", "r", "--split", f"folder:{photo_dir}", "--methods", "royer2017",
+                 "--checkpoint", f"royer2017={checkpoint}", stdout=io.StringIO(), stderr=io.StringIO())
+    method = Method.objects.get(experiment__slug="r", name="royer2017")
+    assert method.params == tiny(polyak=True).params()
+    assert Colorization.objects.filter(method=method).count() == 5
+
+
+def test_demo_configuration_is_valid_and_small():
+    model = Royer2017(**Royer2017.demo_config())
+    assert model.num_parameters()["total"] < 2_000_000
