@@ -60,3 +60,39 @@ def media_root(settings, tmp_path: Path) -> Path:
     """A fresh folder for rendered pair images, per test."""
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
+
+
+# Small configurations of every registered model that needs weights; the pipeline
+# tests run them with random weights (what is tested is the plumbing, not quality).
+TINY_CONFIGS = {
+    "zhang2016": {"width_mult": 0.0625},
+    "lal2017": {"width_mult": 0.0625, "critic_width_mult": 0.125},
+    "liang2016": {"widths": [4, 4, 4, 4]},
+    "pixcolor": "demo_config",
+    "royer2017": "demo_config",
+}
+
+
+@pytest.fixture
+def model_checkpoints(tmp_path: Path, mean_chroma_checkpoint: Path) -> dict[str, Path]:
+    """A checkpoint for every registered colorizer that needs one, keyed by name."""
+    import torch
+
+    from colorizers import get_colorizer, list_colorizers
+    from colorizers.checkpoint import save_checkpoint
+
+    paths = {"mean_chroma": mean_chroma_checkpoint}
+    for name in list_colorizers():
+        cls = get_colorizer(name)
+        if not cls.needs_checkpoint or name in paths:
+            continue
+        assert name in TINY_CONFIGS, f"add a small configuration of {name!r} to TINY_CONFIGS in tests/conftest.py"
+        config = TINY_CONFIGS[name]
+        torch.manual_seed(0)
+        model = cls(**(cls.demo_config() if config == "demo_config" else config))
+        paths[name] = tmp_path / f"{name}.pt"
+        if hasattr(model, "save"):
+            model.save(paths[name])
+        else:
+            save_checkpoint(paths[name], model_name=name, state_dict=model.state_dict(), config=model.params())
+    return paths

@@ -34,10 +34,18 @@ def imagenet(tmp_path) -> Path:
     return make_fake_imagenet(tmp_path / "val", entries, by_wnid=True)
 
 
-def generate_args(imagenet: Path, checkpoint: Path, *extra: str) -> list[str]:
+def generate_args(imagenet: Path, checkpoints: dict[str, Path], *extra: str) -> list[str]:
+    """Every registered colorizer: the controls and one checkpoint of each trained model."""
+    weights = [f"--checkpoint={name}={path}" for name, path in checkpoints.items()]
     return ["generate_pairs", "--experiment", "g", "--split", "ctest10k", "--imagenet-val", str(imagenet),
-            "--limit", str(N_IMAGES), "--seed", "3", "--size", "64", "--device", "cpu",
-            "--checkpoint", f"mean_chroma={checkpoint}", "--verbosity", "0", *extra]
+            "--limit", str(N_IMAGES), "--seed", "3", "--size", "64", "--device", "cpu", *weights,
+            "--verbosity", "0", *extra]
+
+
+def n_methods() -> int:
+    from colorizers import list_colorizers
+
+    return len(list_colorizers())
 
 
 def contents(site) -> dict[tuple[str, str], bytes]:
@@ -57,12 +65,13 @@ def pair_count(site) -> int:
     return site.query("SELECT COUNT(*) FROM vtt_colorization")[0][0]
 
 
-def test_a_killed_run_resumes_to_the_same_result_as_a_clean_run(imagenet, mean_chroma_checkpoint):
-    args = generate_args(imagenet, mean_chroma_checkpoint, "--batch-size", "1", "--workers", "0")
+def test_a_killed_run_resumes_to_the_same_result_as_a_clean_run(imagenet, model_checkpoints):
+    args = generate_args(imagenet, model_checkpoints, "--batch-size", "2", "--workers", "0")
+    total = N_IMAGES * n_methods()
     with scratch(backend()) as clean:
         clean.manage(*args)
         expected = contents(clean)
-    assert len(expected) == N_IMAGES * 4  # real + ground_truth, grayscale, mean_chroma
+    assert len(expected) == N_IMAGES + total  # the real images and every registered model's
 
     with scratch(backend()) as site:
         pairs = site.workdir / "media" / "pairs"
@@ -70,16 +79,16 @@ def test_a_killed_run_resumes_to_the_same_result_as_a_clean_run(imagenet, mean_c
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
-            if pairs.is_dir() and len(list(pairs.iterdir())) >= 12:
+            if pairs.is_dir() and len(list(pairs.iterdir())) >= total // 3:
                 process.send_signal(signal.SIGKILL)  # a real signal to a real process, mid-run
                 break
             time.sleep(0.005)
         process.wait()
         assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
         partial = pair_count(site)
-        assert 0 < partial < N_IMAGES * 3, f"killed too late or too early ({partial} colorizations)"
+        assert 0 < partial < total, f"killed too late or too early ({partial} colorizations)"
         site.manage(*args)  # the same arguments again
-        assert pair_count(site) == N_IMAGES * 3
+        assert pair_count(site) == total
         duplicates = site.query(
             "SELECT image_id, method_id, COUNT(*) FROM vtt_colorization GROUP BY image_id, method_id HAVING COUNT(*) > 1"
         )
@@ -92,7 +101,7 @@ def test_a_killed_run_resumes_to_the_same_result_as_a_clean_run(imagenet, mean_c
 
 
 def test_torchrun_shards_the_images_over_two_processes(imagenet, mean_chroma_checkpoint):
-    args = generate_args(imagenet, mean_chroma_checkpoint, "--workers", "0")
+    args = generate_args(imagenet, {"mean_chroma": mean_chroma_checkpoint}, "--workers", "0")
     with scratch(backend()) as single:
         single.manage(*args)
         expected = contents(single)
@@ -110,7 +119,7 @@ def test_torchrun_shards_the_images_over_two_processes(imagenet, mean_chroma_che
 
 def test_imported_results_are_reencoded_and_problems_reported(imagenet, mean_chroma_checkpoint, tmp_path):
     with scratch(backend()) as site:
-        site.manage(*generate_args(imagenet, mean_chroma_checkpoint))
+        site.manage(*generate_args(imagenet, {"mean_chroma": mean_chroma_checkpoint}))
         sources_ = sorted(site.query("SELECT path, width, height FROM vtt_sourceimage"))
         outside = tmp_path / "outside"
         outside.mkdir()
