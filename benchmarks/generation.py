@@ -1,74 +1,145 @@
-"""Throughput of the pair pipeline per stage: decode + preprocess, colorize, encode.
+"""Where the time of generate_pairs goes, per stage and per model, and the projected ctest10k time.
 
-Runs on the bundled demo photos without Django or a database:
+    python benchmarks/generation.py [--images 16] [--size 256] [--device auto] [--precision auto]
+                                    [--models a,b] [--batch-size N] [--workers N] [--threads N]
 
-    python benchmarks/generation.py [--size 256] [--repeat 3] [--device auto]
-
-Prints one line per stage with images/s (best of ``--repeat``). The trained
-controls need a checkpoint; ``mean_chroma`` is fitted here on the demo's training
-photos first, as ``make demo`` does.
+Needs nothing but the project: it writes ``--images`` synthetic ImageNet-sized JPEGs
+(500x375) to a temporary folder and builds every registered model at its paper's
+configuration with random weights (throughput does not depend on the weights;
+``mean_chroma`` is fitted on the demo's training photos). The stages are the ones
+`vtt.generation.generate` runs: decode + resize in DataLoader workers, each colorizer
+on the device, Lab -> sRGB on the device, JPEG encode + write in threads. Database
+writes are not included (a few ms per batch). Prints a table of images/s per stage and
+the time ctest10k (10,000 images, one sample per model) would take at these rates.
 """
 from __future__ import annotations
 
 import argparse
 import platform
 import sys
+import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from colorizers import get_colorizer, list_colorizers  # noqa: E402
 from colorizers.controls import MeanChroma  # noqa: E402
-from colorizers.train import demo_train_files, load_image  # noqa: E402
-from vtt import rendering, sources  # noqa: E402
+from colorizers.training import demo_train_files, load_image  # noqa: E402
+from vtt import rendering  # noqa: E402
+from vtt.generation import _collate, _Sources, _Writer  # noqa: E402
+from vtt.sources import SourceRef  # noqa: E402
+
+CTEST10K = 10_000
 
 
-def best_of(repeat: int, fn) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def synthetic_jpegs(folder: Path, n: int) -> list[SourceRef]:
+    """Smooth random colour photographs at ImageNet's typical 500x375, JPEG quality 90."""
+    rng = np.random.default_rng(0)
+    refs = []
+    for i in range(n):
+        small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        image = Image.fromarray(small).resize((500, 375), Image.Resampling.BICUBIC)
+        path = folder / f"ILSVRC2012_val_{i + 1:08d}.JPEG"
+        image.save(path, quality=90)
+        refs.append(SourceRef("bench", path.name, path))
+    return refs
+
+
+def build(name: str, size: int) -> torch.nn.Module:
+    cls = get_colorizer(name)
+    if name == "mean_chroma":
+        root, names = demo_train_files()
+        return MeanChroma.fit(load_image(root / f, size) for f in names)
+    torch.manual_seed(0)
+    return cls()  # the paper's configuration; random weights
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=16, help="Synthetic source images. Default: 16.")
     parser.add_argument("--size", type=int, default=256, help="Side of the rendered square images. Default: 256.")
-    parser.add_argument("--repeat", type=int, default=3, help="Runs per stage; the best is reported. Default: 3.")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="Where colorizers run. Default: auto.")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="Default: auto.")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="bf16 autocast or fp32. Default: auto (bf16 on CUDA).")
+    parser.add_argument("--models", help="Comma-separated colorizers. Default: every registered one.")
+    parser.add_argument("--batch-size", type=int, help="Images per colorizer call. Default: 64 on CUDA, 8 on CPU.")
+    parser.add_argument("--workers", type=int, default=4, help="Decoding processes. Default: 4.")
+    parser.add_argument("--threads", type=int, default=4, help="Encoding threads. Default: 4.")
     args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    batch = args.batch_size or (64 if device.type == "cuda" else 8)
+    names = args.models.split(",") if args.models else list_colorizers()
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    print(f"{args.images} images of 500x375 -> {args.size} px, batch {batch}, {precision}, on {device} ({gpu}); "
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {args.workers} workers, {args.threads} threads")
 
-    refs = sources.demo_sources("test")
-    n = len(refs)
-    print(f"{n} demo photos at {args.size} px on {device}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}")
-    labs: list[torch.Tensor] = []
-    seconds = best_of(args.repeat, lambda: labs.__setitem__(slice(None), [rendering.load_lab(r.path, args.size) for r in refs]))
-    print(f"{'decode + preprocess':<24} {n / seconds:8.1f} images/s")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        refs = synthetic_jpegs(Path(tmp), args.images)
+        start = time.perf_counter()
+        loader = DataLoader(_Sources(refs, args.size), batch_size=batch, num_workers=args.workers,
+                            collate_fn=_collate, pin_memory=device.type == "cuda")
+        labs = [item["lab"] for chunk in loader for item in chunk]
+        rows.append(("decode + resize + Lab (workers)", args.images / (time.perf_counter() - start)))
+        lab = torch.stack(labs).to(device)
 
-    root, names = demo_train_files()
-    models = {}
-    for name in list_colorizers():
-        cls = get_colorizer(name)
-        if name == "mean_chroma":
-            models[name] = MeanChroma.fit(load_image(root / f, args.size) for f in names)
-        elif not cls.needs_checkpoint:
-            models[name] = cls()
-    batch = torch.stack(labs).to(device)
-    for name, model in models.items():
-        model = model.to(device)
-        reference = batch[:, 1:] if model.needs_reference else None
-        seconds = best_of(args.repeat, lambda: model.colorize(batch[:, :1], reference_ab=reference))
-        print(f"{'colorize ' + name:<24} {n / seconds:8.1f} images/s")
-    seconds = best_of(args.repeat, lambda: [rendering.encode(lab[:1], lab[1:]) for lab in labs])
-    print(f"{'encode (JPEG)':<24} {n / seconds:8.1f} images/s")
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+        per_model = {}
+        for name in names:
+            model = build(name, args.size).to(device).eval()
+            reference = lab[:, 1:] if model.needs_reference else None
+            outputs = []
+
+            def run(count: int) -> float:
+                sync(device)
+                t = time.perf_counter()
+                for i in range(0, count, batch):
+                    gens = [torch.Generator(device=device).manual_seed(j) for j in range(i, min(i + batch, count))]
+                    ref = reference[i:i + batch] if reference is not None else None
+                    with autocast:
+                        outputs.append(model.colorize(lab[i:i + batch, :1], generator=gens, reference_ab=ref))
+                sync(device)
+                return time.perf_counter() - t
+
+            run(min(batch, args.images))  # warm-up (CUDA graphs, kernels)
+            outputs.clear()
+            seconds = run(args.images)
+            per_model[name] = args.images / seconds
+            rows.append((f"colorize {name}", per_model[name]))
+        ab = torch.cat(outputs)
+
+        sync(device)
+        start = time.perf_counter()
+        pixels = rendering.to_srgb8(lab[:, :1], ab.float())
+        rows.append(("Lab -> sRGB uint8 (device)", args.images / (time.perf_counter() - start)))
+        writer = _Writer(args.threads, Path(tmp) / "out")
+        start = time.perf_counter()
+        writer.write(pixels)
+        rows.append(("JPEG encode + write (threads)", args.images / (time.perf_counter() - start)))
+        writer.close()
+
+    print(f"\n| stage | images/s | seconds for ctest10k |\n|---|---:|---:|")
+    for stage, rate in rows:
+        print(f"| {stage} | {rate:,.1f} | {CTEST10K / rate:,.1f} |")
+    encode = rows[-1][1]
+    total = CTEST10K / rows[0][1] + sum(CTEST10K / r for r in per_model.values())
+    total += (len(per_model) + 1) * CTEST10K / encode  # one real image + one per model
+    print(f"\nctest10k through {len(per_model)} models, one sample each, stages in sequence: {total:,.0f} s "
+          f"(target on one H100/H200: 60 s)")
 
 
 if __name__ == "__main__":

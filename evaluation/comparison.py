@@ -256,14 +256,16 @@ def _compare(y, img, rat, grp, n_images, n_raters, labels, pair_idx, method,
             scale = np.where(v_pig > 0, np.sqrt(v_two_way / v_pig), 1.0)
 
     alpha = 1 - confidence
-    rows, worst_empty, degenerate = [], 0, []
+    rows, worst_empty, degenerate, too_few = [], 0, [], []
     for p, (a, b) in enumerate(pair_idx):
         difference = vtt[a] - vtt[b]
         diffs = replicates[a] - replicates[b]
         diffs = diffs[~np.isnan(diffs)]
         worst_empty = max(worst_empty, n_boot - diffs.size)
-        if diffs.size == 0:
+        if diffs.size == 0 or u_img[p] < 2 or u_rat[p] < 2:
+            # No resampling variance can be estimated from one image or one rater.
             low = high = se = pvalue = np.nan
+            too_few.append((_label(labels[a]), _label(labels[b])))
         else:
             diffs = difference + scale[p] * (diffs - difference)
             low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
@@ -300,6 +302,11 @@ def _compare(y, img, rat, grp, n_images, n_raters, labels, pair_idx, method,
         warnings.warn(f"The bootstrap interval of {len(degenerate)} pair(s) "
                       f"is degenerate, e.g. {degenerate[0]!r}: every resample "
                       "gave the same difference.", RuntimeWarning,
+                      stacklevel=3)
+    if too_few:
+        warnings.warn(f"{len(too_few)} pair(s), e.g. {too_few[0]!r}, were "
+                      "judged on fewer than 2 images or by fewer than 2 raters; "
+                      "their interval and p-value are NaN.", RuntimeWarning,
                       stacklevel=3)
     return rows
 

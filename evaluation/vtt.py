@@ -101,6 +101,11 @@ def _replicate_sums(y_cell, n_cell, w_img, w_rat):
 
 def _pigeonhole(y, img, rat, n_images, n_raters, confidence, n_boot, batch,
                 rng):
+    if n_images < 2 or n_raters < 2:
+        warnings.warn(f"{n_images} image(s) and {n_raters} rater(s): the cluster "
+                      "bootstrap needs at least 2 of each to estimate any "
+                      "variance; the interval is NaN.", RuntimeWarning, stacklevel=3)
+        return np.nan, np.nan
     y_cell, n_cell = _cell_matrices(y, img, rat, n_images, n_raters)
     # Separate streams for images and raters, so that the resamples do not
     # depend on how they are split into batches.
@@ -131,8 +136,7 @@ def _pigeonhole(y, img, rat, n_images, n_raters, confidence, n_boot, batch,
     if low == high:
         warnings.warn(f"The bootstrap interval is degenerate ([{low}, {high}]"
                       "): every resample gave the same score, e.g. because "
-                      "all answers are the same or there is a single image "
-                      "and a single rater.", RuntimeWarning, stacklevel=3)
+                      "all answers are the same.", RuntimeWarning, stacklevel=3)
     return float(low), float(high)
 
 

@@ -327,3 +327,10 @@ def test_docstring_examples_run_as_shown():
     failed, attempted = doctest.testmod(evaluation.comparison)
     assert attempted > 0
     assert failed == 0
+
+
+def test_a_pair_judged_by_one_rater_has_no_interval_or_pvalue():
+    with pytest.warns(RuntimeWarning, match="fewer than 2 images or by fewer than 2 raters"):
+        res = compare([1, 0], ["i1", "i2"], ["r", "r"], ["a", "b"], n_boot=200)
+    assert res.difference == 1.0
+    assert np.isnan(res.ci_low) and np.isnan(res.ci_high) and np.isnan(res.pvalue)

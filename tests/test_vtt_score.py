@@ -285,3 +285,9 @@ def test_resample_counts_are_multinomial_draws_of_n_clusters():
     probabilities = stats.binom.pmf(np.arange(4), 50, 1 / 50)
     expected = 4000 * np.append(probabilities, 1 - probabilities.sum())
     assert stats.chisquare(observed, expected).pvalue > 0.001
+
+
+def test_one_image_or_one_rater_gives_no_bootstrap_interval():
+    with pytest.warns(RuntimeWarning, match="at least 2 of each"):
+        res = score([1, 0, 1], ["a", "a", "a"], ["r1", "r2", "r3"])
+    assert res.score == pytest.approx(2 / 3) and np.isnan(res.ci_low) and np.isnan(res.ci_high)

@@ -183,13 +183,14 @@ def _source_row(ref: SourceRef, item: dict) -> SourceImage:
 class _Writer:
     """Encodes and writes JPEGs in a thread pool; each file is whole before its name is returned."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, directory: Path):
         self.pool = ThreadPoolExecutor(max_workers=threads)
+        self.directory = directory
 
     def write(self, pixels: np.ndarray) -> list[str]:
         def one(image: np.ndarray) -> str:
             name = f"{new_token()}.jpg"
-            rendering.write_atomic(pairs_dir(), name, rendering.encode_srgb8(image))
+            rendering.write_atomic(self.directory, name, rendering.encode_srgb8(image))
             return name
 
         return list(self.pool.map(one, pixels))
@@ -247,7 +248,7 @@ def generate(
     loader = DataLoader(_Sources(todo, experiment.image_size), batch_size=batch_size, num_workers=workers,
                         collate_fn=_collate, pin_memory=device.type == "cuda")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-    writer = _Writer(threads)
+    writer = _Writer(threads, pairs_dir())
     try:
         for batch in loader:
             usable = []
@@ -343,7 +344,7 @@ def import_results(experiment: Experiment, folder: str | Path, method_name: str,
     done = set(Colorization.objects.filter(method=method).values_list("image_id", flat=True))
     report = ImportReport(present=len(done))
     size = experiment.image_size
-    writer = _Writer(threads)
+    writer = _Writer(threads, pairs_dir())
     try:
         for target in targets:
             key = target.source.path
