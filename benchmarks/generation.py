@@ -33,7 +33,6 @@ from colorizers import get_colorizer, list_colorizers  # noqa: E402
 from colorizers.controls import MeanChroma  # noqa: E402
 from colorizers.training import demo_train_files, load_image  # noqa: E402
 from vtt import rendering  # noqa: E402
-from vtt.generation import _collate, _Sources, _Writer  # noqa: E402
 from vtt.sources import SourceRef  # noqa: E402
 
 CTEST10K = 10_000
@@ -77,6 +76,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="Images per colorizer call. Default: 64 on CUDA, 8 on CPU.")
     parser.add_argument("--workers", type=int, default=4, help="Decoding processes. Default: 4.")
     parser.add_argument("--threads", type=int, default=4, help="Encoding threads. Default: 4.")
+    parser.add_argument("--precision-check", action="store_true",
+                        help="Instead of timing, colorize under fp32 and under bf16 autocast with the same seeds and "
+                             "print how far apart the a*b* are, per model.")
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -87,12 +89,14 @@ def main() -> None:
     print(f"{args.images} images of 500x375 -> {args.size} px, batch {batch}, {precision}, on {device} ({gpu}); "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {args.workers} workers, {args.threads} threads")
 
+    if args.precision_check:
+        return precision_check(args, device, names, batch)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         refs = synthetic_jpegs(Path(tmp), args.images)
         start = time.perf_counter()
-        loader = DataLoader(_Sources(refs, args.size), batch_size=batch, num_workers=args.workers,
-                            collate_fn=_collate, pin_memory=device.type == "cuda")
+        loader = DataLoader(rendering.SourceDataset(refs, args.size), batch_size=batch, num_workers=args.workers,
+                            collate_fn=rendering.collate_list, pin_memory=device.type == "cuda")
         labs = [item["lab"] for chunk in loader for item in chunk]
         rows.append(("decode + resize + Lab (workers)", args.images / (time.perf_counter() - start)))
         lab = torch.stack(labs).to(device)
@@ -126,7 +130,7 @@ def main() -> None:
         start = time.perf_counter()
         pixels = rendering.to_srgb8(lab[:, :1], ab.float())
         rows.append(("Lab -> sRGB uint8 (device)", args.images / (time.perf_counter() - start)))
-        writer = _Writer(args.threads, Path(tmp) / "out")
+        writer = rendering.JpegWriter(args.threads, Path(tmp) / "out")
         start = time.perf_counter()
         writer.write(pixels)
         rows.append(("JPEG encode + write (threads)", args.images / (time.perf_counter() - start)))
@@ -140,6 +144,25 @@ def main() -> None:
     total += (len(per_model) + 1) * CTEST10K / encode  # one real image + one per model
     print(f"\nctest10k through {len(per_model)} models, one sample each, stages in sequence: {total:,.0f} s "
           f"(target on one H100/H200: 60 s)")
+
+
+def precision_check(args, device: torch.device, names: list[str], batch: int) -> None:
+    """|a*b*(fp32) - a*b*(bf16 autocast)| per model, same images and seeds, in CIE a*b* units."""
+    with tempfile.TemporaryDirectory() as tmp:
+        refs = synthetic_jpegs(Path(tmp), args.images)
+        lab = torch.stack([rendering.load_lab(r.path, args.size) for r in refs]).to(device)
+    print(f"\n| model | mean abs diff | 99th percentile | max | pixels off by > 2 |\n|---|---:|---:|---:|---:|")
+    for name in names:
+        model = build(name, args.size).to(device).eval()
+        reference = lab[:, 1:] if model.needs_reference else None
+        out = {}
+        for precision in ("fp32", "bf16"):
+            gens = [torch.Generator(device=device).manual_seed(j) for j in range(len(lab))]
+            context = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+            with context:
+                out[precision] = model.colorize(lab[:, :1], generator=gens, reference_ab=reference).float()
+        diff = (out["fp32"] - out["bf16"]).abs().flatten()
+        print(f"| {name} | {diff.mean():.3f} | {diff.quantile(0.99):.3f} | {diff.max():.2f} | {(diff > 2).float().mean():.2%} |")
 
 
 if __name__ == "__main__":

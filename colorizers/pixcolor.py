@@ -183,7 +183,9 @@ def _resize(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     size = (size, size) if isinstance(size, int) else size
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    # float32: antialiased resizing has no bfloat16 kernel on the CPU, and under autocast
+    # the input may be bfloat16.
+    return F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 def _centre_square(x: torch.Tensor) -> torch.Tensor:

@@ -209,7 +209,8 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear resize of (B, C, H, W) to (size, size), antialiased when shrinking."""
     if x.shape[-2:] == (size, size):
         return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    # float32: antialiased resizing has no bfloat16 kernel on the CPU (autocast may hand in bfloat16).
+    return F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def _centre_square(x: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Shared fixtures: small real-looking colour images and a tiny fake ImageNet validation folder."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +97,15 @@ def model_checkpoints(tmp_path: Path, mean_chroma_checkpoint: Path) -> dict[str,
         else:
             save_checkpoint(paths[name], model_name=name, state_dict=model.state_dict(), config=model.params())
     return paths
+
+
+def pytest_collection_modifyitems(config, items):
+    """``make test-postgres`` reruns only the tests that touch a database (pytest reports the rest as deselected)."""
+    if not os.environ.get("VTT_TESTS_DATABASE_ONLY"):
+        return
+    keep, drop = [], []
+    for item in items:
+        (keep if item.get_closest_marker("django_db") or item.get_closest_marker("database") else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

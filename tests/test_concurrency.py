@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import colour_image
 from vtt.loadtest import SimulatedRater, deployment
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.database]
 
 K, IMAGES, LEASE_SECONDS = 5, 12, 3
 CONFIGURE = f"""

@@ -20,7 +20,7 @@ from tests.conftest import make_fake_imagenet
 from vtt import sources
 from vtt.loadtest import BASE_DIR, free_port, scratch
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.database]
 N_IMAGES = 24
 
 

@@ -26,23 +26,21 @@ one row.
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from django.conf import settings
 from django.db import transaction
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from colorizers import Colorizer, get_colorizer
 from colorizers.checkpoint import sha256_file as checkpoint_sha256
 
 from . import rendering
-from .models import Colorization, Experiment, ExperimentImage, Method, SourceImage, new_token
+from .models import Colorization, Experiment, ExperimentImage, Method, SourceImage
 from .sources import IMAGE_SUFFIXES, SourceRef
 
 # Controls by colorizer: the real chroma calibrates (it must score about 50%), no chroma
@@ -137,34 +135,6 @@ def method_row(experiment: Experiment, *, name: str, colorizer: str, checkpoint_
     return method
 
 
-class _Sources(Dataset):
-    """Decodes one source in a worker process: its hash, size and Lab tensor, or why it is unusable."""
-
-    def __init__(self, refs: list[SourceRef], size: int):
-        self.refs, self.size = refs, size
-
-    def __len__(self) -> int:
-        return len(self.refs)
-
-    def __getitem__(self, i: int) -> dict:
-        ref = self.refs[i]
-        item = {"index": i, "sha256": "", "width": 0, "height": 0, "lab": None, "error": ""}
-        try:
-            item["sha256"] = rendering.sha256_file(ref.path)
-            image = rendering.load_rgb(ref.path)
-            item["width"], item["height"] = image.size
-            item["lab"] = rendering.preprocess(image, self.size)
-            if float(item["lab"][1:].abs().max()) <= rendering.MIN_CHROMA:
-                raise rendering.ImageError(f"{ref.path}: no colour (no pixel with |a*| or |b*| above {rendering.MIN_CHROMA})")
-        except (OSError, rendering.ImageError) as exc:
-            item["lab"], item["error"] = None, str(exc)
-        return item
-
-
-def _collate(items: list[dict]) -> list[dict]:
-    return items
-
-
 def _source_row(ref: SourceRef, item: dict) -> SourceImage:
     source, _ = SourceImage.objects.get_or_create(
         split=ref.split,
@@ -178,25 +148,6 @@ def _source_row(ref: SourceRef, item: dict) -> SourceImage:
             f"{item['sha256'][:12]}... now)"
         )
     return source
-
-
-class _Writer:
-    """Encodes and writes JPEGs in a thread pool; each file is whole before its name is returned."""
-
-    def __init__(self, threads: int, directory: Path):
-        self.pool = ThreadPoolExecutor(max_workers=threads)
-        self.directory = directory
-
-    def write(self, pixels: np.ndarray) -> list[str]:
-        def one(image: np.ndarray) -> str:
-            name = f"{new_token()}.jpg"
-            rendering.write_atomic(self.directory, name, rendering.encode_srgb8(image))
-            return name
-
-        return list(self.pool.map(one, pixels))
-
-    def close(self) -> None:
-        self.pool.shutdown()
 
 
 def generate(
@@ -245,10 +196,10 @@ def generate(
     if not todo:
         return report
 
-    loader = DataLoader(_Sources(todo, experiment.image_size), batch_size=batch_size, num_workers=workers,
-                        collate_fn=_collate, pin_memory=device.type == "cuda")
+    loader = DataLoader(rendering.SourceDataset(todo, experiment.image_size), batch_size=batch_size, num_workers=workers,
+                        collate_fn=rendering.collate_list, pin_memory=device.type == "cuda")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-    writer = _Writer(threads, pairs_dir())
+    writer = rendering.JpegWriter(threads, pairs_dir())
     try:
         for batch in loader:
             usable = []
@@ -344,7 +295,7 @@ def import_results(experiment: Experiment, folder: str | Path, method_name: str,
     done = set(Colorization.objects.filter(method=method).values_list("image_id", flat=True))
     report = ImportReport(present=len(done))
     size = experiment.image_size
-    writer = _Writer(threads, pairs_dir())
+    writer = rendering.JpegWriter(threads, pairs_dir())
     try:
         for target in targets:
             key = target.source.path

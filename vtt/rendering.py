@@ -22,12 +22,19 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import secrets
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageOps
+from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    from .sources import SourceRef
 
 from colorizers.color import lab_to_rgb, rgb_to_lab
 
@@ -104,7 +111,11 @@ def preprocess(image: Image.Image, size: int) -> torch.Tensor:
 
 def load_lab(path: str | Path, size: int) -> torch.Tensor:
     """`load_rgb` then `preprocess`, refusing sources without colour."""
-    lab = preprocess(load_rgb(path), size)
+    return require_colour(preprocess(load_rgb(path), size), path)
+
+
+def require_colour(lab: torch.Tensor, path: str | Path) -> torch.Tensor:
+    """``lab`` unchanged, or ImageError when no pixel has |a*| or |b*| above `MIN_CHROMA`."""
     if float(lab[1:].abs().max()) <= MIN_CHROMA:
         raise ImageError(f"{path}: no colour (no pixel with |a*| or |b*| above {MIN_CHROMA})")
     return lab
@@ -139,3 +150,49 @@ def write_atomic(directory: Path, name: str, data: bytes) -> Path:
         os.fsync(f.fileno())
     os.replace(temporary, final)
     return final
+
+
+class SourceDataset(Dataset):
+    """Decodes one source in a worker process: its hash, size and Lab tensor, or why it is unusable."""
+
+    def __init__(self, refs: list["SourceRef"], size: int):
+        self.refs, self.size = refs, size
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i: int) -> dict:
+        ref = self.refs[i]
+        item = {"index": i, "sha256": "", "width": 0, "height": 0, "lab": None, "error": ""}
+        try:
+            item["sha256"] = sha256_file(ref.path)
+            image = load_rgb(ref.path)
+            item["width"], item["height"] = image.size
+            item["lab"] = require_colour(preprocess(image, self.size), ref.path)
+        except (OSError, ImageError) as exc:
+            item["lab"], item["error"] = None, str(exc)
+        return item
+
+
+def collate_list(items: list[dict]) -> list[dict]:
+    """DataLoader collate that keeps a batch as a list of items."""
+    return items
+
+
+class JpegWriter:
+    """Encodes and writes JPEGs in a thread pool; each file is whole before its name is returned."""
+
+    def __init__(self, threads: int, directory: Path):
+        self.pool = ThreadPoolExecutor(max_workers=threads)
+        self.directory = directory
+
+    def write(self, pixels: np.ndarray) -> list[str]:
+        def one(image: np.ndarray) -> str:
+            name = f"{secrets.token_hex(16)}.jpg"  # random: nothing in a name tells real from generated
+            write_atomic(self.directory, name, encode_srgb8(image))
+            return name
+
+        return list(self.pool.map(one, pixels))
+
+    def close(self) -> None:
+        self.pool.shutdown()
