@@ -329,6 +329,7 @@ def test_docstring_examples_run_as_shown():
     assert failed == 0
 
 
+@pytest.mark.filterwarnings("ignore:Up to .* bootstrap resamples drew no judgment")
 def test_a_pair_judged_by_one_rater_has_no_interval_or_pvalue():
     with pytest.warns(RuntimeWarning, match="fewer than 2 images or by fewer than 2 raters"):
         res = compare([1, 0], ["i1", "i2"], ["r", "r"], ["a", "b"], n_boot=200)
