@@ -36,7 +36,7 @@ from django.conf import settings
 from django.db import transaction
 from torch.utils.data import DataLoader
 
-from colorizers import Colorizer, get_colorizer
+from colorizers import Colorizer, get_colorizer, training
 from colorizers.checkpoint import sha256_file as checkpoint_sha256
 
 from . import rendering
@@ -82,14 +82,11 @@ def derive_seed(seed: int, method: str, source_sha256: str) -> int:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GenerationError("--device cuda was asked for, but no CUDA device is available")
-    if name not in {"cpu", "cuda"}:
-        raise GenerationError(f"device must be auto, cuda or cpu, got {name!r}")
-    return torch.device(name)
+    """``auto`` picks CUDA when available; ``cuda`` without a GPU is an error (as for training)."""
+    try:
+        return training.resolve_device(name)
+    except training.TrainError as exc:
+        raise GenerationError(str(exc)) from None
 
 
 def load_plan(name: str, checkpoint: str | None, device: torch.device) -> MethodPlan:

@@ -11,8 +11,8 @@ Preprocessing (recorded on the experiment by `PREPROCESSING`):
 3. Convert to CIE Lab (D65). The colorizer sees L* only.
 
 Rendering: the real image is the source's L* with its own a*b*; the generated image
-is the same L* with the predicted a*b*. Both go through `encode` (Lab -> sRGB,
-round to 8 bits, JPEG at the settings of `JPEG_SETTINGS`, no EXIF, no ICC, no
+is the same L* with the predicted a*b*. Both go through `to_srgb8` (Lab -> sRGB,
+rounded to 8 bits) and `encode_srgb8` (JPEG at `JPEG_SETTINGS`, no EXIF, no ICC, no
 comments), so size, mode, quantization tables and metadata are identical, and only
 the chroma differs. Chroma subsampling is off (4:4:4) because chroma is exactly what
 the raters judge.
@@ -132,11 +132,6 @@ def encode_srgb8(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, **JPEG_SETTINGS)
     return buffer.getvalue()
-
-
-def encode(L: torch.Tensor, ab: torch.Tensor) -> bytes:
-    """JPEG bytes of the image with luminance ``L`` (1, H, W) and chroma ``ab`` (2, H, W)."""
-    return encode_srgb8(to_srgb8(L[None], ab[None])[0])
 
 
 def write_atomic(directory: Path, name: str, data: bytes) -> Path:

@@ -57,20 +57,6 @@ class TrialRejected(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
-class Progress:
-    """Where a rater is: answered trials of each part of the session."""
-
-    practice_done: int
-    practice_total: int
-    main_done: int
-    main_total: int
-
-    @property
-    def finished(self) -> bool:
-        return self.practice_done >= self.practice_total and self.main_done >= self.main_total
-
-
 # --- experiments -------------------------------------------------------------------------
 
 
@@ -170,18 +156,6 @@ def rater_start(
             method=_single_method(experiment) if experiment.design == Experiment.Design.SINGLE else None,
         )
         return rater
-
-
-def rater_progress(*, rater: Rater) -> Progress:
-    kinds = [kind for kind, _ in rater.plan]
-    answered = rater.trials.filter(answered__isnull=False).values_list("kind", flat=True)
-    practice_done = sum(kind == Trial.Kind.PRACTICE for kind in answered)
-    return Progress(
-        practice_done=practice_done,
-        practice_total=kinds.count(Trial.Kind.PRACTICE),
-        main_done=len(answered) - practice_done,
-        main_total=len(kinds) - kinds.count(Trial.Kind.PRACTICE),
-    )
 
 
 # --- trials ------------------------------------------------------------------------------
