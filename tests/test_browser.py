@@ -54,7 +54,7 @@ def test_a_rater_session_in_the_browser(browser, live_server, media_root, photo_
     actions = ["click-left", "key-ArrowRight", "click-right", "key-f", "key-j", "key-ArrowLeft", "click-left", "key-j"]
     shown = []  # (token, left src) of each trial as displayed
     for number, action in enumerate(actions):
-        page.wait_for_selector(".pair:not(.loading)")
+        page.wait_for_selector("#pair[data-ready]")  # both images shown, the clock running
         label = page.inner_text(".progress")
         assert label == (f"Practice {number + 1} of 2" if number < 2 else f"{number - 1} of 6")
         token = page.input_value("input[name=trial]")
@@ -92,7 +92,7 @@ def test_the_pair_is_hidden_after_the_exposure_limit(browser, live_server, media
     page = browser.new_page()
     page.goto(f"{live_server.url}/e/x/")
     page.click("button.start")
-    page.wait_for_selector(".pair:not(.loading)")
+    page.wait_for_selector("#pair[data-ready]")
     page.wait_for_selector(".pair.hidden", timeout=5000)  # hidden after 300 ms
     page.keyboard.press("ArrowLeft")  # and still answerable
     page.wait_for_function("() => document.querySelector('#number').textContent === '2'")

@@ -39,6 +39,7 @@
   function show(trial) {
     current = trial;
     shownAt = null;
+    delete form.dataset.ready;
     pair.classList.add("loading");
     pair.classList.remove("hidden");
     document.getElementById("phase").textContent = trial.practice ? "Practice " : "";
@@ -56,6 +57,7 @@
         shownAt = performance.now();
         buttons.forEach((b) => (b.disabled = false));
         busy = false;
+        form.dataset.ready = "1";  // answers count from here
         if (state.exposure_ms > 0) {
           clearTimeout(exposureTimer);
           exposureTimer = setTimeout(() => pair.classList.add("hidden"), state.exposure_ms);
@@ -82,6 +84,7 @@
   function answer(choice) {
     if (busy || shownAt === null) return;
     busy = true;
+    delete form.dataset.ready;
     clearTimeout(exposureTimer);
     buttons.forEach((b) => (b.disabled = true));
     const body = new FormData();
