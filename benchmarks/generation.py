@@ -136,7 +136,7 @@ def main() -> None:
         rows.append(("JPEG encode + write (threads)", args.images / (time.perf_counter() - start)))
         writer.close()
 
-    print(f"\n| stage | images/s | seconds for ctest10k |\n|---|---:|---:|")
+    print("\n| stage | images/s | seconds for ctest10k |\n|---|---:|---:|")
     for stage, rate in rows:
         print(f"| {stage} | {rate:,.1f} | {CTEST10K / rate:,.1f} |")
     encode = rows[-1][1]
@@ -151,7 +151,7 @@ def precision_check(args, device: torch.device, names: list[str], batch: int) ->
     with tempfile.TemporaryDirectory() as tmp:
         refs = synthetic_jpegs(Path(tmp), args.images)
         lab = torch.stack([rendering.load_lab(r.path, args.size) for r in refs]).to(device)
-    print(f"\n| model | mean abs diff | 99th percentile | max | pixels off by > 2 |\n|---|---:|---:|---:|---:|")
+    print("\n| model | mean abs diff | 99th percentile | max | pixels off by > 2 |\n|---|---:|---:|---:|---:|")
     for name in names:
         model = build(name, args.size).to(device).eval()
         reference = lab[:, 1:] if model.needs_reference else None

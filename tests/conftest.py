@@ -11,6 +11,19 @@ from PIL import Image
 from vtt import sources
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """One intra-op torch thread for the whole suite: its tensors are small, and on a
+    2-core machine that also runs the database, the server and the browser, several
+    threads wait for each other far longer than they compute."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def colour_image(seed: int, size: tuple[int, int] = (96, 80)) -> Image.Image:
     """A smooth, strongly coloured test picture, different for each seed."""
     rng = np.random.default_rng(seed)

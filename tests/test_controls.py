@@ -13,7 +13,7 @@ from PIL import Image
 
 from colorizers import get_colorizer, list_colorizers
 from colorizers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
-from colorizers.color import lab_to_rgb, rgb_to_lab
+from colorizers.color import lab_to_rgb
 from colorizers.controls import MeanChroma
 from colorizers.train import DEMO_DIR, data_hash, demo_train_files, main
 

@@ -13,7 +13,7 @@ from PIL import Image
 from colorizers.color import rgb_to_lab
 from colorizers.controls import MeanChroma
 from tests.conftest import colour_image, make_fake_imagenet
-from vtt import rendering, sources
+from vtt import sources
 from vtt.models import Colorization, Experiment, ExperimentImage, Method, SourceImage
 
 pytestmark = pytest.mark.django_db

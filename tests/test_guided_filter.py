@@ -8,15 +8,6 @@ import torch
 from colorizers.guided_filter import box_mean, guided_filter
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one thread: these tensors are tiny, and with several threads on a busy
-    machine the threads wait for each other far longer than they compute."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def naive_box_mean(x: np.ndarray, r: int) -> np.ndarray:
     """Mean of each pixel's window [i - r, i + r] x [j - r, j + r] cut to the image, one window at a time."""

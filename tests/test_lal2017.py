@@ -13,14 +13,6 @@ from colorizers.zhang2016 import Zhang2016
 TINY = {"width_mult": 1 / 16, "critic_width_mult": 1 / 8, "num_classes": 4}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these tests share two cores with other processes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def photos() -> torch.Tensor:

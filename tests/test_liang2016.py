@@ -18,15 +18,6 @@ from colorizers.training import TrainBatch, demo_train_files, load_image
 SMALL = {"widths": [4, 4, 4, 4]}    # tiny networks: every test runs in well under a second
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one thread: these tensors are tiny, and with several threads on a busy
-    machine the threads wait for each other far longer than they compute."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def random_L(shape=(2, 1, 40, 70), seed=0) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed)) * 100

@@ -16,15 +16,6 @@ from colorizers.pixcolor import PixColor, compose_ycbcr, gray_of
 from colorizers.resnet import ResNetTrunk, load_torchvision_weights
 from colorizers.train import demo_train_files, load_image
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors this small run faster on one thread, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = dict(image_size=32, trunk_layers=[1, 1, 1], trunk_width=8, cond_channels=8, pixelcnn_channels=8,
             pixelcnn_blocks=2, first_kernel=3, block_kernel=3, hidden=16, bins=4, refine_width=8)
 

@@ -16,15 +16,6 @@ F64 = torch.float64
 H, W, BINS, COND = 6, 6, 4, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors this small run faster on one thread, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_net(seed: int = 0, **overrides) -> PixelCNN:
     torch.manual_seed(seed)
     config = dict(channels=8, blocks=2, first_kernel=3, block_kernel=3, hidden=16, bins=BINS, cond_channels=COND)

@@ -40,13 +40,6 @@ class Batch:
     labels: torch.Tensor
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny(seed: int = 0, **overrides) -> Royer2017:
     torch.manual_seed(seed)

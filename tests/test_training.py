@@ -24,14 +24,6 @@ TINY_ZHANG = {"width_mult": 1 / 16}
 TINY_LAL = {"width_mult": 1 / 16, "critic_width_mult": 1 / 8, "num_classes": 4, "n_critic": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these tests share two cores with other processes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_run(tmp_path: Path, photo_dir: Path, name: str, **kwargs):
     """Train zhang2016 (or ``model=``) tiny: batch 2 of 32 px crops, in-process loading."""

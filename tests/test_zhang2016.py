@@ -15,14 +15,6 @@ from colorizers.zhang2016 import Zhang2016, estimate_prior, zhang2016
 TINY = {"width_mult": 1 / 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these tests share two cores with other processes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def eccv16_shapes() -> dict[str, tuple[int, ...]]:
     """Parameter shapes of the authors' eccv16 module, written out from its definition."""
