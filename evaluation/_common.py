@@ -49,6 +49,17 @@ def codes(name, ids, n, reference="chose_generated"):
     return inverse.ravel(), uniques
 
 
+def judgments(chose_generated, image_ids, rater_ids):
+    """Validated answers (0/1) with image and rater codes: (y, img, images, rat, raters)."""
+    y = binary("chose_generated", chose_generated)
+    if y.size == 0:
+        raise ValueError("`chose_generated` must contain at least one "
+                         "judgment; got an empty array.")
+    img, images = codes("image_ids", image_ids, y.size)
+    rat, raters = codes("rater_ids", rater_ids, y.size)
+    return y, img, images, rat, raters
+
+
 def choice(name, value, options):
     if value not in options:
         raise ValueError(f"`{name}` must be one of {options}; got {value!r}.")

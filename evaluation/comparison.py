@@ -90,12 +90,7 @@ def _label(value):
 
 def _iv(chose_generated, image_ids, rater_ids, method_ids, pairs, method,
         confidence, n_boot, batch, seed):
-    y = _common.binary("chose_generated", chose_generated)
-    if y.size == 0:
-        raise ValueError("`chose_generated` must contain at least one "
-                         "judgment; got an empty array.")
-    img, images = _common.codes("image_ids", image_ids, y.size)
-    rat, raters = _common.codes("rater_ids", rater_ids, y.size)
+    y, img, images, rat, raters = _common.judgments(chose_generated, image_ids, rater_ids)
     grp, labels = _common.codes("method_ids", method_ids, y.size)
     if labels.size < 2:
         raise ValueError("`method_ids` must name at least two methods; got "

@@ -54,12 +54,7 @@ class VTTResult:
 
 def _iv(chose_generated, image_ids, rater_ids, method, confidence, n_boot,
         batch, seed):
-    y = _common.binary("chose_generated", chose_generated)
-    if y.size == 0:
-        raise ValueError("`chose_generated` must contain at least one "
-                         "judgment; got an empty array.")
-    img, images = _common.codes("image_ids", image_ids, y.size)
-    rat, raters = _common.codes("rater_ids", rater_ids, y.size)
+    y, img, images, rat, raters = _common.judgments(chose_generated, image_ids, rater_ids)
     n_images, n_raters = images.size, raters.size
     method = _common.choice("method", method, _METHODS)
     confidence = _common.confidence_level(confidence)
