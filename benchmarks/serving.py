@@ -4,7 +4,8 @@
 
 Starts a throwaway deployment (a new database, gunicorn on 127.0.0.1), builds an
 experiment of synthetic photos large enough that no rater runs out of pairs, then
-lets ``--raters`` simulated raters answer their whole sessions at once, and reports
+lets one rater answer a whole session alone (the latency without queueing), then
+``--raters`` simulated raters answer their whole sessions at once, and reports
 answers/s and the p50/p99 latency of the answer endpoint. The ceiling is the same
 number of clients requesting the trivial ``/healthz`` view on the same stack.
 Results go to BENCHMARKS.md by hand, with the machine and the date.
@@ -75,10 +76,11 @@ def main() -> None:
         n_images = args.trials + 10  # a rater sees each image at most once
         photos(folder, n_images)
         site.manage("generate_pairs", "--experiment", "bench", "--split", f"folder:{folder}", "--methods",
-                    "ground_truth,grayscale", "--size", "64", "--raters-per-pair", str(args.raters), "--verbosity", "0")
+                    "ground_truth,grayscale", "--size", "64", "--raters-per-pair", str(args.raters + 1), "--verbosity", "0")
         site.manage("shell", "--verbosity", "0", "-c", SETUP.format(trials=args.trials))
 
         ceiling, ceiling_latency = trivial(site.base_url, args.raters, args.trials)
+        alone = SimulatedRater(site.base_url, "bench", seed=10_000).run().answer_seconds  # no other client
 
         start = time.perf_counter()
         with ThreadPoolExecutor(args.raters) as pool:
@@ -93,6 +95,7 @@ def main() -> None:
     print(f"answer endpoint:       {len(latencies) / seconds:7.1f} answers/s,  p50 {percentile(latencies, 50):6.1f} ms, "
           f"p99 {percentile(latencies, 99):6.1f} ms  ({len(latencies)} answers, {len(errors)} errors, "
           f"whole sessions incl. landing and start: {seconds:.1f} s)")
+    print(f"one rater alone:       p50 {percentile(alone, 50):6.1f} ms, p99 {percentile(alone, 99):6.1f} ms per answer")
     print(f"answers/s as a fraction of the ceiling: {len(latencies) / seconds / ceiling:.0%}; "
           f"mean answer latency {statistics.mean(latencies) * 1000:.1f} ms")
 
