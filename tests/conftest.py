@@ -24,6 +24,11 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+def suite_backend() -> str:
+    """The database the suite runs on: PostgreSQL when DATABASE_URL names it, else SQLite."""
+    return "postgresql" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
+
+
 def colour_image(seed: int, size: tuple[int, int] = (96, 80)) -> Image.Image:
     """A smooth, strongly coloured test picture, different for each seed."""
     rng = np.random.default_rng(seed)

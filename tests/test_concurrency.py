@@ -9,13 +9,13 @@ raters, no rater saw a source image twice, and every acknowledged answer is stor
 from __future__ import annotations
 
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.conftest import colour_image
+from tests.conftest import suite_backend as backend
 from vtt.loadtest import SimulatedRater, deployment
 
 pytestmark = [pytest.mark.slow, pytest.mark.database]
@@ -38,10 +38,6 @@ print(json.dumps({
     "filled": list(Slot.objects.filter(filled=True).values_list("colorization_id", "trial_id")),
 }))
 """
-
-
-def backend() -> str:
-    return "postgresql" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
 
 
 def test_fifty_concurrent_raters_complete_an_experiment(tmp_path, mean_chroma_checkpoint):

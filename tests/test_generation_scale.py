@@ -5,7 +5,6 @@ backend (SQLite, or PostgreSQL when DATABASE_URL names it) and its own media fol
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,15 +16,12 @@ import pytest
 from PIL import Image
 
 from tests.conftest import make_fake_imagenet
+from tests.conftest import suite_backend as backend
 from vtt import sources
 from vtt.loadtest import BASE_DIR, free_port, scratch
 
 pytestmark = [pytest.mark.slow, pytest.mark.database]
 N_IMAGES = 24
-
-
-def backend() -> str:
-    return "postgresql" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
 
 
 @pytest.fixture
