@@ -15,11 +15,17 @@ from vtt import sources
 def one_torch_thread():
     """One intra-op torch thread for the whole suite: its tensors are small, and on a
     2-core machine that also runs the database, the server and the browser, several
-    threads wait for each other far longer than they compute."""
+    threads wait for each other far longer than they compute.
+
+    ``VTT_TEST_TORCH_THREADS=N`` runs the suite with N threads instead, to check that
+    no test depends on one thread's order of floating-point operations."""
     import torch
 
+    wanted = os.environ.get("VTT_TEST_TORCH_THREADS", "1")
+    if not wanted.isdigit() or int(wanted) < 1:
+        pytest.exit(f"VTT_TEST_TORCH_THREADS must be a positive whole number, got {wanted!r}", returncode=4)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(wanted))
     yield
     torch.set_num_threads(threads)
 

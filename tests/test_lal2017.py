@@ -136,8 +136,11 @@ def test_unknown_labels_are_left_out_of_the_class_loss(photos):
 
 
 def test_overfits_a_batch_of_four_photos(photos):
-    """60 steps (n_critic 1, lr 3e-3): the colour loss falls by a factor 1.7; the class loss,
-    weighted 0.003, falls by a fifth."""
+    """60 steps (n_critic 1, lr 3e-3, the paper's loss weights): the colour loss falls by more
+    than 1.7 times. Measured 2.08 to 2.49 times over seeds 0-7, one and two torch threads, and
+    oneDNN/ATen limited to AVX-512, AVX2 and SSE4.1 (``ONEDNN_MAX_CPU_ISA``, ``ATEN_CPU_CAPABILITY``).
+    The class loss, weighted 0.003 against a critic that moves the features, ends anywhere
+    from 0.7 to 1.3 times where it started over the same runs: it is tested on its own below."""
     torch.manual_seed(0)
     batch = TrainBatch(photos, torch.tensor([0, 1, 2, 3]))
     model = prepared(Lal2017(**TINY, n_critic=1), batch)
@@ -145,7 +148,31 @@ def test_overfits_a_batch_of_four_photos(photos):
     model.train()
     logs = [model.train_step(batch, step, optimizers) for step in range(60)]
     assert logs[-1]["co"] < logs[0]["co"] / 1.7, [round(x["co"], 3) for x in logs[::10]]
-    assert logs[-1]["cl"] < logs[0]["cl"] * 0.8, [round(x["cl"], 3) for x in logs[::10]]
+
+
+def test_the_class_loss_trains_the_head_and_reaches_the_generator(photos):
+    """One generator update on the class term alone lowers the class loss on its batch.
+
+    Adam's first update moves every parameter by the learning rate against the sign
+    of its gradient, a descent direction, so a small step (lr 1e-4) lowers the loss
+    whatever the machine's rounding: by 0.1 to 0.3% over seeds 0-7 and the CPU paths
+    above, against float32 noise of about 1e-6.
+    """
+    torch.manual_seed(0)
+    batch = TrainBatch(photos, torch.tensor([0, 1, 2, 3]))
+    model = prepared(Lal2017(**{**TINY, "lambda_co": 0.0, "lambda_g": 0.0, "lambda_cl": 1.0}, n_critic=1), batch)
+    optimizers = model.configure_optimizers({**model.default_train_config(), "lr": 1e-4})
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    first = model.train_step(batch, 0, optimizers)
+    second = model.train_step(batch, 1, optimizers)
+    assert second["cl"] < first["cl"] * (1 - 3e-4), (first["cl"], second["cl"])
+    assert first["loss"] == pytest.approx(first["cl"])
+    after = model.state_dict()
+    unchanged = {k for k in before if k.startswith("generator.") and torch.equal(after[k], before[k])}
+    # every layer below the head's features moved; the 313-way layer above them did not
+    assert unchanged == {"generator.model8.6.weight", "generator.model8.6.bias"}
+    assert not torch.equal(model.classifier.weight, before["classifier.weight"])
 
 
 def test_checkpoint_round_trip_and_wrong_checkpoints(tmp_path):

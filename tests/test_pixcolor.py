@@ -238,12 +238,15 @@ def demo_photos(n: int, size: int) -> torch.Tensor:
 
 
 def test_teacher_forced_likelihood_rises_when_overfitting_a_few_real_photos():
+    """12 steps at lr 1e-2: the NLL ends below 0.9 of where it started, the refinement loss below
+    where it started. Measured: NLL 0.49 to 0.83 of its start, refinement 0.10 to 0.49, over
+    seeds 0-7, one and two torch threads, and oneDNN/ATen limited to AVX-512, AVX2 and SSE4.1."""
     model = tiny()
     optimizers = model.configure_optimizers({"lr": 1e-2})
     batch = Batch(demo_photos(3, 48), torch.zeros(3, dtype=torch.long))
     logs = [model.train_step(batch, step, optimizers) for step in range(12)]
     assert all(log["kept"] == 1.0 for log in logs)
-    assert logs[-1]["nll"] < 0.85 * logs[0]["nll"]
+    assert logs[-1]["nll"] < 0.9 * logs[0]["nll"]
     assert logs[-1]["refine_l2"] < logs[0]["refine_l2"]
     assert set(logs[0]) == {"loss", "nll", "bits_per_dim", "refine_l2", "kept"}
 

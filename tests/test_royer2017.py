@@ -155,6 +155,9 @@ def test_the_discretized_mixture_sums_to_one_over_the_256_by_256_levels():
 # --- training ---------------------------------------------------------------------------
 
 def test_teacher_forced_likelihood_improves_when_overfitting_real_photos():
+    """40 steps at lr 3e-3 lower both losses by more than 0.5 bits per dimension: measured 2.6 to
+    3.6 (decoder) and 2.3 to 3.6 (embedding predictor) over seeds 0-7, one and two torch threads,
+    and oneDNN/ATen limited to AVX-512, AVX2 and SSE4.1."""
     model = tiny()
     photos = Batch(rgb=demo_photos(3), labels=torch.zeros(3, dtype=torch.long))
     config = {**Royer2017.default_train_config(), "lr": 3e-3}

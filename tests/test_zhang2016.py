@@ -179,7 +179,9 @@ def test_learning_rate_drops_tenfold_at_the_milestone():
 
 
 def test_overfits_a_batch_of_four_photos(photos):
-    """60 Adam steps at lr 3e-3 on one batch at least halve the rebalanced cross-entropy."""
+    """60 Adam steps at lr 3e-3 on one batch cut the rebalanced cross-entropy by more than 1.8
+    times: measured 2.30 to 3.26 times over seeds 0-7, one and two torch threads, and
+    oneDNN/ATen limited to AVX-512, AVX2 and SSE4.1 (``ONEDNN_MAX_CPU_ISA``, ``ATEN_CPU_CAPABILITY``)."""
     torch.manual_seed(0)
     batch = TrainBatch(photos, torch.full((4,), -1))
     model = Zhang2016(**TINY)
@@ -187,7 +189,7 @@ def test_overfits_a_batch_of_four_photos(photos):
     optimizers = model.configure_optimizers({**model.default_train_config(), "lr": 3e-3})
     model.train()
     losses = [model.train_step(batch, step, optimizers)["loss"] for step in range(60)]
-    assert losses[-1] < losses[0] / 2, losses[::10]
+    assert losses[-1] < losses[0] / 1.8, losses[::10]
 
 
 def test_prepare_estimates_the_prior_from_the_training_batches(photos):
