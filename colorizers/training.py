@@ -79,7 +79,6 @@ import itertools
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -93,6 +92,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .base import Colorizer
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
+from .progress import progress as progress_bar
 from .registry import get_colorizer, list_colorizers
 
 __all__ = [
@@ -563,15 +563,13 @@ def train(
     log(f"training {model} ({sum(p.numel() for p in net.parameters()):,} parameters) on {dev}, "
         f"{dataset_spec.description}, batch {B} of {crop_size} px crops, steps {start}..{steps}")
 
-    from tqdm import tqdm
-
     # Ctrl-C finishes the step in hand, so that the checkpoint written is a
     # state the uninterrupted run also passed through (a GAN step is several updates).
     interrupted = []
     previous_handler = None
     if threading.current_thread() is threading.main_thread():
         previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
-    bar = tqdm(total=steps, initial=start, unit="step", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    bar = progress_bar(total=steps, initial=start, desc=f"training {model}", unit="step", enabled=progress)
     logs: dict[str, float] = dict(ckpt["extra"].get("last_logs", {})) if ckpt is not None else {}
     step = start
     net.train()

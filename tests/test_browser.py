@@ -41,16 +41,20 @@ def test_a_rater_session_in_the_browser(browser, live_server, media_root, photo_
     call_command("generate_pairs", "--experiment", "b", "--split", f"folder:{photo_dir}", "--size", "64",
                  "--checkpoint", f"mean_chroma={mean_chroma_checkpoint}", stdout=io.StringIO(), stderr=io.StringIO())
     Experiment.objects.filter(slug="b").update(
-        completion_code="BRWS3R", trials_per_rater=5, practice_trials=2, catch_trial_rate=0.2
+        completion_code="BRWS3R", trials_per_rater=6, practice_trials=2, catch_trial_rate=0.2
     )
     services.experiment_open(experiment=Experiment.objects.get(slug="b"))
 
     page = browser.new_page(viewport={"width": 1000, "height": 700})
+    failed = []   # every request the server refused, the favicon included
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     page.goto(f"{live_server.url}/e/b/")
-    assert "Which image has the true colors?" in page.inner_text("body")
+    body = page.inner_text("body")
+    assert "Which image has the true colors?" in body and "press ← or F" in body and "Tap" not in body
     page.click("button.start")
 
-    # Two practice trials with feedback, then six trials (five scored, one catch), by click and by keys.
+    # Two practice trials with feedback, then the six trials of trials_per_rater (five scored, one
+    # catch), by click and by keys; the counter counts those six.
     actions = ["click-left", "key-ArrowRight", "click-right", "key-f", "key-j", "key-ArrowLeft", "click-left", "key-j"]
     shown = []  # (token, left src) of each trial as displayed
     for number, action in enumerate(actions):
@@ -69,8 +73,18 @@ def test_a_rater_session_in_the_browser(browser, live_server, media_root, photo_
             assert page.inner_text("#feedback").startswith(("Correct", "Not this time"))
         if number + 1 < len(actions):
             page.wait_for_function("t => document.querySelector('input[name=trial]').value !== t", arg=token)
+            if kind == "click":   # the mouse still rests on the side it clicked: no frame on the new pair
+                page.wait_for_selector("#pair[data-ready]")
+                assert frames(page) == ["none", "none"]
+                page.mouse.move(*centre(page, 1))
+                assert frames(page) == ["none", "white"]   # until it moves
     page.wait_for_selector(".code")
     assert page.inner_text(".code") == "BRWS3R"
+    # Back on the study link: finished, with the code, nothing to continue.
+    page.goto(f"{live_server.url}/e/b/")
+    assert "You have finished this experiment" in page.inner_text("body") and page.inner_text(".code") == "BRWS3R"
+    assert page.query_selector("button.start") is None
+    assert failed == []
 
     trials = {t.token: t for t in Trial.objects.select_related("colorization__image")}
     assert [trials[token].choice for token, _ in shown] == ["L", "R", "R", "L", "R", "L", "L", "R"]
@@ -81,6 +95,49 @@ def test_a_rater_session_in_the_browser(browser, live_server, media_root, photo_
     left_is_real = [src.endswith(trials[token].colorization.image.real_file) for token, src in shown]
     assert left_is_real == [trials[token].real_side == "L" for token, _ in shown]
     assert any(left_is_real[2:]) and not all(left_is_real[2:])
+
+
+def frames(page) -> list[str]:
+    """The frame of each side: 'white' or 'none'."""
+    colours = page.eval_on_selector_all("button.side", "els => els.map(e => getComputedStyle(e).borderTopColor)")
+    return ["white" if c == "rgb(255, 255, 255)" else "none" for c in colours]
+
+
+def centre(page, side: int) -> tuple[float, float]:
+    box = page.locator("button.side").nth(side).bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_a_phone_the_hint_speaks_of_taps_and_a_tap_leaves_no_frame(browser, live_server, media_root, photo_dir,
+                                                                       mean_chroma_checkpoint):
+    call_command("generate_pairs", "--experiment", "m", "--split", f"folder:{photo_dir}", "--size", "64",
+                 "--checkpoint", f"mean_chroma={mean_chroma_checkpoint}", stdout=io.StringIO(), stderr=io.StringIO())
+    Experiment.objects.filter(slug="m").update(trials_per_rater=3, practice_trials=0, catch_trial_rate=0)
+    services.experiment_open(experiment=Experiment.objects.get(slug="m"))
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True,
+                                has_touch=True)
+    page = phone.new_page()
+    page.goto(f"{live_server.url}/e/m/")
+    body = page.inner_text("body")
+    assert "Tap the image with the true colors." in body and "←" not in body and "Click" not in body
+    page.tap("button.start")
+    for number in (1, 2):
+        page.wait_for_selector("#pair[data-ready]")
+        assert page.inner_text(".progress") == f"{number} of 3"
+        assert page.is_visible(".hint-touch") and not page.is_visible(".hint-pointer")
+        token = page.input_value("input[name=trial]")
+        page.tap("button.side >> nth=0")
+        page.wait_for_function("t => document.querySelector('input[name=trial]').value !== t", arg=token)
+        page.wait_for_selector("#pair[data-ready]")
+        assert frames(page) == ["none", "none"]
+    phone.close()
+
+
+def test_the_favicon_is_served(client):
+    response = client.get("/favicon.ico", follow=True)
+    assert response.status_code == 200 and response.redirect_chain[0][1] == 301
+    assert b"<svg" in b"".join(response.streaming_content if response.streaming else [response.content])
 
 
 @pytest.mark.django_db(transaction=True)

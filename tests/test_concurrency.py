@@ -24,7 +24,7 @@ K, IMAGES, LEASE_SECONDS = 5, 12, 3
 CONFIGURE = f"""
 from vtt import services
 from vtt.models import Experiment
-Experiment.objects.filter(slug="c").update(raters_per_pair={K}, trials_per_rater=4, practice_trials=1,
+Experiment.objects.filter(slug="c").update(raters_per_pair={K}, trials_per_rater=5, practice_trials=1,
                                            catch_trial_rate=0.25, lease_seconds={LEASE_SECONDS})
 services.experiment_open(experiment=Experiment.objects.get(slug="c"))
 """

@@ -46,6 +46,50 @@ def test_production_refuses_to_start_without_a_secret_key():
     assert result.returncode != 0 and "DJANGO_SECRET_KEY is not set" in result.stderr
 
 
+@pytest.mark.parametrize("args", [("migrate",), ("generate_pairs", "--experiment", "x"), ("vtt_report", "--experiment", "x")])
+def test_a_missing_secret_key_is_one_line_that_names_the_fix(args):
+    result = manage(*args)
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "DJANGO_SECRET_KEY is not set" in result.stderr and "VTT_DEMO=1" in result.stderr
+
+
+def test_gunicorn_refuses_to_start_without_a_secret_key_in_one_line(tmp_path):
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "VTT_"))}
+    result = subprocess.run(
+        [str(gunicorn), "vtt.wsgi", "--preload", "--bind", "127.0.0.1:0", "--no-control-socket", "--workers", "1"],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "vtt.wsgi: DJANGO_SECRET_KEY is not set" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_every_management_command_explains_itself_with_no_settings_at_all():
+    """``--help`` with no DJANGO_* or VTT_* variable: no key, no database, production defaults."""
+    commands = sorted(p.stem for p in (ROOT / "vtt" / "management" / "commands").glob("[a-z]*.py"))
+    assert {"generate_pairs", "vtt_report", "train_colorizer", "pairs_sheet"} <= set(commands)
+    for command in commands:
+        result = manage(command, "--help")
+        assert result.returncode == 0 and result.stdout.startswith(f"usage: manage.py {command}"), result.stderr
+    listing = manage("help")
+    assert listing.returncode == 0 and "generate_pairs" in listing.stdout, listing.stderr
+
+
+def test_manage_py_finds_the_projects_virtual_environment(tmp_path):
+    """Run with a Python that has no Django (the interpreter the venv was made from), manage.py reruns itself in .venv."""
+    base = Path(sys.base_prefix) / "bin" / "python3"
+    probe = subprocess.run([str(base), "-c", "import django"], capture_output=True)
+    assert probe.returncode != 0, f"{base} can import Django: this test needs an interpreter without it"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "VTT_"))}
+    result = subprocess.run([str(base), "manage.py", "generate_pairs", "--help"], cwd=ROOT, env=environment,
+                            capture_output=True, text=True)
+    if Path(sys.prefix).resolve() == (ROOT / ".venv").resolve():
+        assert result.returncode == 0 and "usage: manage.py generate_pairs" in result.stdout, result.stderr
+    else:  # the suite runs from another environment: manage.py must say what to do, in one line
+        assert result.returncode != 0 and "make demo" in result.stderr and result.stderr.count("\n") == 1
+
+
 def test_production_settings_are_strict():
     code = "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='vtt.settings'; from django.conf import settings as s; print(s.DEBUG, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT, s.ALLOWED_HOSTS)"
     result = python(code, **PRODUCTION)

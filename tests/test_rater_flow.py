@@ -29,7 +29,7 @@ def make_experiment(photo_dir: Path, checkpoint: Path, *, images: int = 5, metho
         *chosen, stdout=io.StringIO(), stderr=io.StringIO(),
     )
     experiment = Experiment.objects.get(slug="e")
-    defaults = {"completion_code": "C0DE42", "trials_per_rater": 3, "practice_trials": 1, "catch_trial_rate": 0.34}
+    defaults = {"completion_code": "C0DE42", "trials_per_rater": 4, "practice_trials": 1, "catch_trial_rate": 0.34}
     Experiment.objects.filter(pk=experiment.pk).update(**{**defaults, **design})
     experiment.refresh_from_db()
     services.experiment_open(experiment=experiment)
@@ -39,7 +39,7 @@ def make_experiment(photo_dir: Path, checkpoint: Path, *, images: int = 5, metho
 
 @pytest.fixture
 def experiment(media_root, photo_dir, mean_chroma_checkpoint) -> Experiment:
-    """5 images x (ground_truth, mean_chroma rated; grayscale for catch): 1 practice, 3 scored, 1 catch."""
+    """5 images x (ground_truth, mean_chroma rated; grayscale for catch): 1 practice, then 4 trials: 3 scored, 1 catch."""
     return make_experiment(photo_dir, mean_chroma_checkpoint)
 
 
@@ -105,14 +105,31 @@ def test_a_rater_completes_a_session_with_practice_scored_and_catch_trials(exper
     assert rater.finished is not None
     done = client.get(reverse("vtt:done", args=[experiment.slug]))
     assert "C0DE42" in done.content.decode()
+    # Back on the study link, a finished rater is told so, with the code, and offered nothing to continue.
+    again = client.get(reverse("vtt:landing", args=[experiment.slug])).content.decode()
+    assert "You have finished this experiment" in again and "C0DE42" in again
+    assert "Continue where you were" not in again and "I agree, start" not in again
 
 
 def test_progress_counts_scored_and_catch_trials_together(experiment):
+    """trials_per_rater = 4 after 1 practice trial: the page counts 1 to 4, the 4 trials the rater does."""
     client = Client()
     start(client, experiment)
     bodies = run_session(client, experiment)
     numbers = [(b["current"]["number"], b["current"]["total"]) for b in bodies if b["current"]]
     assert numbers == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert Trial.objects.exclude(kind="practice").count() == experiment.trials_per_rater
+
+
+def test_a_session_never_plans_more_trials_than_the_experiment_has_images(media_root, photo_dir, mean_chroma_checkpoint):
+    experiment = make_experiment(photo_dir, mean_chroma_checkpoint, trials_per_rater=40, practice_trials=2)
+    client = Client()
+    start(client, experiment)
+    state = page_state(client, experiment)
+    assert (state["current"]["number"], state["current"]["total"]) == (1, 2)   # practice
+    bodies = run_session(client, experiment)
+    numbers = [(b["current"]["number"], b["current"]["total"]) for b in bodies if b["current"] and not b["current"]["practice"]]
+    assert numbers == [(1, 3), (2, 3), (3, 3)]   # 5 images: 2 practice, 3 more, as counted from the start
 
 
 def test_a_reload_shows_the_same_trial_and_the_same_preloaded_next(experiment):
@@ -149,8 +166,13 @@ def test_a_prolific_participant_resumes_and_is_sent_back_to_prolific(experiment)
     done = second.get(reverse("vtt:done", args=[experiment.slug]))
     assert done.status_code == 302
     assert done["Location"] == "https://app.prolific.com/submissions/complete?cc=C0DE42"
-    third = Client()  # one external id takes an experiment once
-    assert start(third, experiment, **panel)["Location"] == reverse("vtt:done", args=[experiment.slug])
+    third = Client()  # one external id takes an experiment once: the link says it is finished
+    landing = third.get(reverse("vtt:landing", args=[experiment.slug]), panel).content.decode()
+    assert "You have finished this experiment" in landing and "Return to the study panel" in landing
+    assert "I agree, start" not in landing and "Continue where you were" not in landing
+    back = third.post(reverse("vtt:start", args=[experiment.slug]), panel)
+    assert back["Location"] == reverse("vtt:done", args=[experiment.slug])
+    assert third.get(back["Location"])["Location"] == "https://app.prolific.com/submissions/complete?cc=C0DE42"
     assert Rater.objects.count() == 1
 
 

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from django.conf import settings
 from django.db import transaction
 from torch.utils.data import DataLoader
 
@@ -40,7 +39,7 @@ from colorizers import Colorizer, get_colorizer, training
 from colorizers.checkpoint import sha256_file as checkpoint_sha256
 
 from . import rendering
-from .models import Colorization, Experiment, ExperimentImage, Method, SourceImage
+from .models import Colorization, Experiment, ExperimentImage, Method, SourceImage, pairs_dir
 from .sources import IMAGE_SUFFIXES, SourceRef
 
 # Controls by colorizer: the real chroma calibrates (it must score about 50%), no chroma
@@ -69,10 +68,6 @@ class GenerationReport:
     colorizations_added: int = 0
     colorizations_present: int = 0
     skipped: dict[str, str] = field(default_factory=dict)  # source key -> reason
-
-
-def pairs_dir() -> Path:
-    return Path(settings.MEDIA_ROOT) / "pairs"
 
 
 def derive_seed(seed: int, method: str, source_sha256: str) -> int:

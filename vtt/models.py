@@ -6,14 +6,26 @@ Writes happen in `vtt.services` and `vtt.generation`; views and commands call th
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+
+def pairs_dir() -> Path:
+    """The folder of the rendered pair images (``MEDIA_ROOT/pairs``); rows below name files in it."""
+    return Path(settings.MEDIA_ROOT) / "pairs"
 
 
 def new_token() -> str:
     """An opaque, unguessable identifier (128 bits) for URLs and file names."""
     return secrets.token_hex(16)
+
+
+def new_completion_code() -> str:
+    """A completion code for raters who finish: 'C' and 8 hexadecimal digits, e.g. 'C7F2A9B41'."""
+    return "C" + secrets.token_hex(4).upper()
 
 
 class Experiment(models.Model):
@@ -44,7 +56,9 @@ class Experiment(models.Model):
         help_text="Distinct raters who answer each (image, method) pair (PixColor: 5).",
     )
     trials_per_rater = models.PositiveSmallIntegerField(
-        default=40, validators=[MinValueValidator(1)], help_text="Scored trials in one rater's session."
+        default=40, validators=[MinValueValidator(1)],
+        help_text="Trials in one rater's session after the practice, catch trials included (Zhang et al. 2016: 40); "
+        "at most the number of images, since no rater sees an image twice.",
     )
     practice_trials = models.PositiveSmallIntegerField(
         default=5, help_text="Practice trials with feedback before the scored ones (never scored)."
@@ -52,7 +66,7 @@ class Experiment(models.Model):
     catch_trial_rate = models.FloatField(
         default=0.1,
         validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
-        help_text="Fraction of trials that pair the real image with an obviously wrong one.",
+        help_text="Fraction of the session's trials that pair the real image with an obviously wrong one.",
     )
     catch_fail_threshold = models.FloatField(
         default=0.25,

@@ -76,3 +76,25 @@ def experiment_summary(*, experiment: Experiment) -> dict:
 
 def experiment_summaries() -> list[dict]:
     return [experiment_summary(experiment=e) for e in Experiment.objects.all()]
+
+
+def pair_files(*, experiment: Experiment, methods: list[str] | None = None) -> tuple[list[str], list[dict]]:
+    """The stored files of an experiment's images: (method names, one row per image).
+
+    Methods are the rated ones (tested and the calibration control) in name order, or
+    ``methods`` in the order given; each row is ``{"image": source path, "real": file,
+    "files": {method: file}}``, rows in source order, only images every method colorized.
+    """
+    rated = Method.objects.filter(experiment=experiment, role__in=(Method.Role.TESTED, Method.Role.CALIBRATION))
+    names = methods if methods is not None else list(rated.order_by("name").values_list("name", flat=True))
+    unknown = sorted(set(names) - set(Method.objects.filter(experiment=experiment).values_list("name", flat=True)))
+    if unknown:
+        raise ValueError(f"experiment {experiment.slug!r} has no method {', '.join(map(repr, unknown))}")
+    rows: dict[int, dict] = {}
+    for image_id, path, real, method, file in (
+        experiment.images.filter(colorizations__method__name__in=names)
+        .order_by("source__path")
+        .values_list("id", "source__path", "real_file", "colorizations__method__name", "colorizations__file")
+    ):
+        rows.setdefault(image_id, {"image": path, "real": real, "files": {}})["files"][method] = file
+    return names, [row for row in rows.values() if len(row["files"]) == len(names)]

@@ -25,8 +25,8 @@ which is what keeps the invariants on any database. SQLite runs transactions as
 ``BEGIN IMMEDIATE`` (see settings), one writer at a time.
 
 A rater's session is planned when they start (`Rater.plan`): the practice trials
-first, then the scored trials with round(rate x scored) catch trials at random
-positions; the real image's side is a shuffled, balanced sequence over the
+first, then ``trials_per_rater`` trials, of which round(rate x trials) are catch
+trials at random positions; the real image's side is a shuffled, balanced sequence over the
 non-practice trials (as many left as right, to one), so the side predicts nothing.
 """
 from __future__ import annotations
@@ -107,14 +107,22 @@ def experiment_close(*, experiment: Experiment) -> None:
 
 
 def _plan(experiment: Experiment) -> list[list[str]]:
-    """[kind, real side] for each position of a new session; see the module docstring."""
-    n_scored = experiment.trials_per_rater
-    n_catch = round(n_scored * experiment.catch_trial_rate)
-    main = [Trial.Kind.SCORED] * n_scored + [Trial.Kind.CATCH] * n_catch
+    """[kind, real side] for each position of a new session; see the module docstring.
+
+    ``trials_per_rater`` counts every trial after the practice, catch trials included,
+    so that the page's "n of N" is the session the rater will do. A rater never sees
+    an image twice, so a session never plans more trials than the experiment has
+    images.
+    """
+    n_images = experiment.images.count()
+    n_practice = min(experiment.practice_trials, n_images)
+    n_trials = min(experiment.trials_per_rater, n_images - n_practice)
+    n_catch = min(round(n_trials * experiment.catch_trial_rate), max(n_trials - 1, 0))
+    main = [Trial.Kind.SCORED] * (n_trials - n_catch) + [Trial.Kind.CATCH] * n_catch
     _random.shuffle(main)
     sides = [Trial.Side.LEFT, Trial.Side.RIGHT] * (len(main) // 2) + [_random.choice(Trial.Side.values)] * (len(main) % 2)
     _random.shuffle(sides)
-    practice = [[Trial.Kind.PRACTICE, _random.choice(Trial.Side.values)] for _ in range(experiment.practice_trials)]
+    practice = [[Trial.Kind.PRACTICE, _random.choice(Trial.Side.values)] for _ in range(n_practice)]
     return practice + [[kind, side] for kind, side in zip(main, sides)]
 
 
@@ -298,7 +306,12 @@ def _next(rater: Rater, rows: list[dict], *, ahead: int, renew: bool, now) -> li
                 rater.plan = rater.plan[: position - 1]
                 rater.save(update_fields=["plan"])
                 break
-            continue  # no image left for a practice or catch trial: skip it
+            # No image left for a practice or catch trial: drop it from the plan, so that
+            # the page's count stays the number of trials the rater will actually do.
+            position -= 1
+            rater.plan = rater.plan[:position] + rater.plan[position + 1:]
+            rater.save(update_fields=["plan"])
+            continue
         rows.append(row)  # later assignments must not show its image again
         shown.append(row)
     if not shown:

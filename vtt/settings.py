@@ -53,8 +53,8 @@ DEBUG = _env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (_demo_secret_key() if DEMO else "")
 if not SECRET_KEY:
     raise ImproperlyConfigured(
-        "DJANGO_SECRET_KEY is not set. Set it in the environment, or set VTT_DEMO=1 "
-        "to run the local demo with a generated key."
+        "DJANGO_SECRET_KEY is not set. In production, set it in the environment; for the local demo "
+        "(its SQLite database in var/ and a generated key), put VTT_DEMO=1 before the command."
     )
 
 _hosts = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost" if (DEMO or DEBUG) else "")

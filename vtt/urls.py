@@ -12,6 +12,7 @@ rater_patterns = [
     path("e/<slug:slug>/done/", views.done, name="done"),
     path("img/<str:name>", views.image, name="image"),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("staff/", views.dashboard, name="dashboard"),
     path("staff/e/<slug:slug>/", views.experiment_detail, name="experiment"),
     path("staff/e/<slug:slug>/trials.<str:fmt>", views.export, name="export"),

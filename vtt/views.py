@@ -14,12 +14,12 @@ from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from . import exports, report, selectors, services
-from .generation import pairs_dir
-from .models import Experiment, Rater, Trial
+from .models import Experiment, Rater, Trial, pairs_dir
 
 _IMAGE_NAME = re.compile(r"^[0-9a-f]{32}\.jpg$")
 PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
@@ -85,6 +85,12 @@ def index(request: HttpRequest) -> HttpResponse:
 def healthz(request: HttpRequest) -> HttpResponse:
     """A trivial view: for load balancers, and the ceiling of the serving benchmark."""
     return HttpResponse("ok", content_type="text/plain")
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever the page names; send them to the icon the pages name."""
+    return redirect(static("vtt/favicon.svg"), permanent=True)
 
 
 @require_GET

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import torch
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from tqdm import tqdm
 
 from colorizers import get_colorizer, list_colorizers
+from colorizers.progress import progress
 from vtt import generation, rendering, services, sources
-from vtt.models import Experiment
+from vtt.models import Experiment, new_completion_code
 
 
 def _checkpoints(values: list[str]) -> dict[str, str]:
@@ -89,7 +90,16 @@ class Command(BaseCommand):
             help="Trained weights of colorizer NAME; repeat for several methods.",
         )
         parser.add_argument("--raters-per-pair", type=int, default=5, help="Distinct raters per (image, method) pair (new experiments only). Default: 5.")
-        parser.add_argument("--trials-per-rater", type=int, default=40, help="Scored trials per rater (new experiments only). Default: 40.")
+        parser.add_argument(
+            "--trials-per-rater", type=int, default=40,
+            help="Trials in each rater's session after the practice, catch trials included (new experiments only). "
+            "Default: 40.",
+        )
+        parser.add_argument(
+            "--completion-code", metavar="CODE",
+            help="Code shown to raters who finish, or sent to their panel (new experiments only). Default: a new "
+            "random code, e.g. 'C7F2A9B41'.",
+        )
         parser.add_argument("--size", type=int, default=256, help="Side of the square images raters see (new experiments only). Default: 256.")
         parser.add_argument("--batch-size", type=int, default=32, help="Images per colorizer call. Default: 32.")
         parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="Where the colorizers run. Default: auto (CUDA when available).")
@@ -116,6 +126,9 @@ class Command(BaseCommand):
                 raise CommandError(f"--{option.replace('_', '-')} must be at least 1, got {options[option]}")
         if options["workers"] < 0:
             raise CommandError(f"--workers must be 0 or more, got {options['workers']}")
+        code = options["completion_code"]
+        if code is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", code):
+            raise CommandError(f"--completion-code must be 1 to 64 letters, digits, '-' or '_', got {code!r}")
         if not 32 <= options["size"] <= 1024:
             raise CommandError(f"--size must be between 32 and 1024, got {options['size']}")
         if options["import_dir"]:
@@ -152,7 +165,8 @@ class Command(BaseCommand):
                     f"{experiment.slug}: {len(refs)} images of {options['split']} x {len(plans)} methods "
                     f"({', '.join(names)}) at {experiment.image_size} px on {device}, {precision}{shard}"
                 )
-            with tqdm(total=len(refs[ranks.rank::ranks.world]), unit="img", disable=not verbose, file=sys.stderr) as bar:
+            with progress(total=len(refs[ranks.rank::ranks.world]), desc=f"{experiment.slug}", unit="img",
+                          enabled=verbose, file=sys.stderr) as bar:
                 try:
                     report = generation.generate(
                         experiment, refs, plans, seed=options["seed"], batch_size=options["batch_size"],
@@ -225,6 +239,7 @@ class Command(BaseCommand):
                 "image_size": options["size"],
                 "raters_per_pair": options["raters_per_pair"],
                 "trials_per_rater": options["trials_per_rater"],
+                "completion_code": options["completion_code"] or new_completion_code(),
                 "preprocessing": {**rendering.PREPROCESSING, "size": options["size"]},
             },
         )

@@ -40,6 +40,7 @@
     current = trial;
     shownAt = null;
     delete form.dataset.ready;
+    pair.classList.remove("moved");  // no hover frame until the mouse moves over the new pair
     pair.classList.add("loading");
     pair.classList.remove("hidden");
     document.getElementById("phase").textContent = trial.practice ? "Practice " : "";
@@ -85,6 +86,7 @@
     if (busy || shownAt === null) return;
     busy = true;
     delete form.dataset.ready;
+    if (document.activeElement && document.activeElement.blur) document.activeElement.blur();
     clearTimeout(exposureTimer);
     buttons.forEach((b) => (b.disabled = true));
     const body = new FormData();
@@ -117,6 +119,9 @@
     });
   }
 
+  pair.addEventListener("pointermove", function (event) {
+    if (event.pointerType === "mouse") pair.classList.add("moved");
+  });
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     if (event.submitter && event.submitter.value) answer(event.submitter.value);
