@@ -7,12 +7,12 @@ PY := $(VENV)/bin/python
 VAR := var
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 DEMO_ENV := VTT_DEMO=1
-CKPT := $(VAR)/checkpoints
-TRAIN := $(PY) -m colorizers.train --data demo
 DEMO_MODELS := mean_chroma zhang2016 lal2017 liang2016 pixcolor royer2017
-DEMO_CHECKPOINTS := $(foreach m,$(DEMO_MODELS),$(CKPT)/$(m)-demo.pt)
+DEMO_CHECKPOINTS := $(foreach m,$(DEMO_MODELS),data/demo/models/$(m).pt)
+# bash, for pipefail in `make test`
+SHELL := /bin/bash
 
-.PHONY: demo serve test test-sqlite test-postgres
+.PHONY: demo serve demo-models demo-figure test test-sqlite test-postgres
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,28 +20,12 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-# The demo's models: small configurations trained on the 20 demo training photos (never
-# on the 24 the demo rates), about four minutes in all on 2 CPU cores. zhang2016 and
-# lal2017 train without class rebalancing: a colour prior from 20 photos turns the
-# rebalanced models orange. Each model file's docstring explains its configuration.
-$(CKPT)/mean_chroma-demo.pt: $(VENV)/.installed data/demo/photos.csv
-	$(TRAIN) --model mean_chroma --out $@
-$(CKPT)/zhang2016-demo.pt: $(VENV)/.installed data/demo/photos.csv
-	$(TRAIN) --model zhang2016 --steps 600 --batch-size 16 --crop 64 --resize 256 --lr 1e-3 \
-		--config width_mult=0.125 --config rebalance_lambda=1.0 --out $@
-$(CKPT)/lal2017-demo.pt: $(VENV)/.installed data/demo/photos.csv
-	$(TRAIN) --model lal2017 --steps 600 --batch-size 16 --crop 64 --resize 256 --lr 1e-3 \
-		--config width_mult=0.125 --config critic_width_mult=0.25 --config rebalance_lambda=1.0 --out $@
-$(CKPT)/liang2016-demo.pt: $(VENV)/.installed data/demo/photos.csv
-	$(TRAIN) --model liang2016 --steps 150 --batch-size 16 --out $@
-$(CKPT)/pixcolor-demo.pt: $(VENV)/.installed data/demo/photos.csv
-	$(TRAIN) --model pixcolor --steps 400 --batch-size 8 --crop 128 --lr 1e-3 --config image_size=128 \
-		--config 'trunk_layers=[1,1,1]' --config trunk_width=16 --config cond_channels=32 \
-		--config pixelcnn_channels=32 --config pixelcnn_blocks=4 --config hidden=128 --config refine_width=16 --out $@
-$(CKPT)/royer2017-demo.pt: $(VENV)/.installed data/demo/photos.csv
-	$(TRAIN) --model royer2017 --steps 300 --batch-size 16 --crop 64 --lr 1e-3 --config working_size=64 \
-		--config 'embed_widths=[16,32,64,64]' --config embed_blocks=1 --config embed_dilated_blocks=1 \
-		--config embed_channels=48 --config channels=32 --config n_blocks=2 --config n_mix=5 --config dropout=0.1 --out $@
+# The demo's models ship in data/demo/models (weights only, each with its SHA-256 and the
+# exact command that made it in models.json): `make demo` trains nothing. `make demo-models`
+# retrains all six on the 20 demo training photos (never on the 24 the demo rates) and
+# rewrites those files; data/demo/train_models.py has the recipes.
+demo-models: $(VENV)/.installed data/demo/photos.csv
+	$(PY) data/demo/train_models.py
 
 $(VAR)/demo-staff-password: $(VENV)/.installed
 	$(DEMO_ENV) $(PY) manage.py migrate --noinput --verbosity 0
@@ -53,18 +37,33 @@ demo: $(VENV)/.installed $(DEMO_CHECKPOINTS) $(VAR)/demo-staff-password
 	$(DEMO_ENV) $(PY) manage.py migrate --noinput
 	$(DEMO_ENV) $(PY) manage.py collectstatic --noinput --verbosity 0
 	$(DEMO_ENV) $(PY) manage.py generate_pairs --experiment demo --title "Demo: which image has the true colors?" \
-		--split demo --trials-per-rater 12 $(foreach m,$(DEMO_MODELS),--checkpoint $(m)=$(CKPT)/$(m)-demo.pt) --open
+		--split demo --trials-per-rater 12 $(foreach m,$(DEMO_MODELS),--checkpoint $(m)=data/demo/models/$(m).pt) --open
 	@$(MAKE) --no-print-directory serve
 
+# gunicorn loads the app before it forks its workers (--preload; vtt/wsgi.py warms it up), so
+# no rater waits for a cold worker; its control socket and pid file stay in var/.
 serve: $(VENV)/.installed
 	@echo
-	@echo "Rater URL:             http://127.0.0.1:8000/e/demo/"
+	@echo "Rater URL:              http://127.0.0.1:8000/e/demo/"
 	@echo "Experimenter dashboard: http://127.0.0.1:8000/staff/  (user demo, password in $(VAR)/demo-staff-password)"
-	@echo "Report:                $(DEMO_ENV) $(PY) manage.py vtt_report --experiment demo"
+	@echo "Report:                 $(DEMO_ENV) $(PY) manage.py vtt_report --experiment demo"
 	@echo
-	$(DEMO_ENV) exec $(VENV)/bin/gunicorn vtt.wsgi --bind 127.0.0.1:8000 --workers 3 --access-logfile -
+	$(DEMO_ENV) exec $(VENV)/bin/gunicorn vtt.wsgi --preload --bind 127.0.0.1:8000 --workers 3 --access-logfile - \
+		--control-socket $(VAR)/gunicorn.ctl --pid $(VAR)/gunicorn.pid
 
-test: test-sqlite test-postgres
+# The picture of demo pairs in the README, from the stored pairs of the demo experiment.
+demo-figure: $(VENV)/.installed
+	$(DEMO_ENV) $(PY) manage.py pairs_sheet --experiment demo --images 5 --size 150 --seed 3 \
+		--methods mean_chroma,zhang2016,lal2017,liang2016,pixcolor,royer2017 --out data/demo/pairs.jpg
+
+# Both halves run even when the first fails; make test fails if either did, after both summaries.
+test: $(VENV)/.installed
+	@mkdir -p $(VAR); set -o pipefail; \
+	$(PY) -m pytest 2>&1 | tee $(VAR)/test-sqlite.log; sqlite=$$?; \
+	DATABASE_URL=$(PG_URL) VTT_TESTS_DATABASE_ONLY=1 $(PY) -m pytest 2>&1 | tee $(VAR)/test-postgres.log; postgres=$$?; \
+	echo; echo "SQLite, the whole suite:          $$(tail -n 1 $(VAR)/test-sqlite.log)"; \
+	echo "PostgreSQL, the database tests:   $$(tail -n 1 $(VAR)/test-postgres.log)"; \
+	[ $$sqlite -eq 0 ] && [ $$postgres -eq 0 ]
 
 test-sqlite: $(VENV)/.installed
 	$(PY) -m pytest

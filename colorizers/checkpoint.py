@@ -28,11 +28,13 @@ from typing import Any, Mapping
 
 import torch
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "sha256_file"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "export_weights", "sha256_file"]
 
 FORMAT = "vtt-colorizer"
 FORMAT_VERSION = 1
 _KEYS = ("format", "format_version", "model", "config", "state_dict", "extra")
+#: what `colorizers.training` keeps in ``extra`` only to resume a run
+TRAINING_STATE = ("optimizers", "schedulers", "rng")
 
 
 class CheckpointError(ValueError):
@@ -119,6 +121,26 @@ def load_checkpoint(path: str | os.PathLike[str], *, expected_model: str) -> dic
             f"{path} is a checkpoint of model {ckpt['model']!r}, expected {expected_model!r}"
         )
     return ckpt
+
+
+def export_weights(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    expected_model: str,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a weights-only copy of checkpoint ``src`` to ``dst``, for serving and shipping.
+
+    The copy keeps the model name, config, weights and provenance (data, data hash,
+    seed, train config, step, last losses), drops the optimiser, scheduler and RNG
+    states that only resuming a run needs (about two thirds of an Adam run's file),
+    and adds ``extra``. It loads like any checkpoint; it cannot be resumed.
+    """
+    ckpt = load_checkpoint(src, expected_model=expected_model)
+    kept = {k: v for k, v in ckpt["extra"].items() if k not in TRAINING_STATE}
+    return save_checkpoint(dst, model_name=ckpt["model"], state_dict=ckpt["state_dict"], config=ckpt["config"],
+                           extra={**kept, **(extra or {})})
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:

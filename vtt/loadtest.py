@@ -236,8 +236,8 @@ def deployment(backend: str, *, workers: int = 4) -> Iterator[Deployment]:
         site.manage("collectstatic", "--noinput", "--verbosity", "0")
         gunicorn = Path(sys.executable).with_name("gunicorn")
         process = subprocess.Popen(
-            [str(gunicorn), "vtt.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-             "--log-level", "warning", "--timeout", "60"],
+            [str(gunicorn), "vtt.wsgi", "--preload", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+             "--log-level", "warning", "--timeout", "60", "--control-socket", str(base.workdir / "gunicorn.ctl")],
             cwd=BASE_DIR, env=site.env, start_new_session=True,
         )
         try:

@@ -81,12 +81,12 @@ def experiment_summaries() -> list[dict]:
 def pair_files(*, experiment: Experiment, methods: list[str] | None = None) -> tuple[list[str], list[dict]]:
     """The stored files of an experiment's images: (method names, one row per image).
 
-    Methods are the rated ones (tested and the calibration control) in name order, or
-    ``methods`` in the order given; each row is ``{"image": source path, "real": file,
+    Methods are the tested ones in name order (not the controls: the ground truth is the
+    real image again), or ``methods`` in the order given; each row is ``{"image": source path, "real": file,
     "files": {method: file}}``, rows in source order, only images every method colorized.
     """
-    rated = Method.objects.filter(experiment=experiment, role__in=(Method.Role.TESTED, Method.Role.CALIBRATION))
-    names = methods if methods is not None else list(rated.order_by("name").values_list("name", flat=True))
+    tested = Method.objects.filter(experiment=experiment, role=Method.Role.TESTED)
+    names = methods if methods is not None else list(tested.order_by("name").values_list("name", flat=True))
     unknown = sorted(set(names) - set(Method.objects.filter(experiment=experiment).values_list("name", flat=True)))
     if unknown:
         raise ValueError(f"experiment {experiment.slug!r} has no method {', '.join(map(repr, unknown))}")

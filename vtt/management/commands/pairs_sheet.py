@@ -27,8 +27,8 @@ class Command(BaseCommand):
         parser.add_argument("--out", required=True, type=Path, help="File to write: .jpg, .jpeg or .png.")
         parser.add_argument(
             "--methods",
-            help="Comma-separated methods, in column order. Default: every rated method by name (the ground "
-            "truth control, rated like a method, is the real image again).",
+            help="Comma-separated methods, in column order. Default: every tested method by name (not the "
+            "controls: the ground truth is the real image again).",
         )
         parser.add_argument("--images", type=int, default=6, help="Rows: this many images. Default: 6.")
         parser.add_argument("--seed", type=int, default=0,
