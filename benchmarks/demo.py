@@ -125,6 +125,7 @@ def main() -> int:
               f"in all {install + fresh:.1f} s")
         for label, seconds in first_requests():
             print(f"  first request, {label}: {seconds * 1000:.0f} ms")
+        serving = sorted(p.name for p in (clone / "var").glob("gunicorn*"))
         stop(process)
         process, again = run_demo(clone, clone.parent / "demo-rerun.log", args.limit)
         print(f"make demo again -> landing page answers: {again:.1f} s")
@@ -132,7 +133,7 @@ def main() -> int:
         for name in ("demo-install.log", "demo-fresh.log", "demo-rerun.log"):
             lines = (clone.parent / name).read_text().count("\n")
             print(f"{name}: {lines} lines")
-        print(f"gunicorn's files in var/: {sorted(p.name for p in (clone / 'var').glob('gunicorn*'))}; "
+        print(f"gunicorn's files in var/ while serving: {serving}; "
               f"~/.gunicorn {'existed before' if existed else 'created' if home_gunicorn.exists() else 'not created'}")
     finally:
         if not args.keep:

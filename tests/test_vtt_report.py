@@ -160,6 +160,18 @@ def test_an_experiment_without_answers_says_so():
     assert "no answered scored trials yet" in run("--experiment", "empty")
 
 
+def test_an_experiment_whose_only_raters_are_flagged_says_why_nothing_is_scored():
+    """The demo tried alone: one rater clicks through, fails the catch trial, and is left out."""
+    experiment = make_experiment("alone", n_images=3)
+    pairs = {c.method.name: c for c in Colorization.objects.filter(image__experiment=experiment).order_by("-id")}
+    rater = Rater.objects.create(experiment=experiment)
+    trial(rater, pairs["mean_chroma"], Trial.Kind.SCORED, True)
+    trial(rater, pairs["grayscale"], Trial.Kind.CATCH, True)
+    out = run("--experiment", "alone")
+    assert "all 1 come from 1 rater(s) flagged by their catch trials" in out and "--include-flagged" in out
+    assert "mean_chroma" in run("--experiment", "alone", "--include-flagged")
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_the_platforms_csv_export_gives_the_same_report_as_the_database(answered, tmp_path):
     path = tmp_path / "trials.csv"

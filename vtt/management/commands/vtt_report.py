@@ -112,7 +112,14 @@ class Command(BaseCommand):
         w = self.stdout.write
         w(f"{data['title']} ({data['source']})")
         if not data["methods"]:
-            w(self.style.WARNING("no answered scored trials yet"))
+            left = data["left_out"]
+            if left.get("judgments_of_flagged_raters"):
+                w(self.style.WARNING(
+                    f"no scored trials to report: all {left['judgments_of_flagged_raters']} come "
+                    f"from {left['flagged_raters']} rater(s) flagged by their catch trials, left out by default "
+                    "(--include-flagged keeps them)"))
+            else:
+                w(self.style.WARNING("no answered scored trials yet"))
             return
         s = data["settings"]
         level = f"{s['confidence']:.0%}"
