@@ -8,7 +8,11 @@ VAR := var
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 DEMO_ENV := VTT_DEMO=1
 DEMO_MODELS := mean_chroma zhang2016 lal2017 liang2016 pixcolor royer2017
-DEMO_CHECKPOINTS := $(foreach m,$(DEMO_MODELS),data/demo/models/$(m).pt)
+DEMO_MODELS_DIR := data/demo/models
+DEMO_CHECKPOINTS := $(foreach m,$(DEMO_MODELS),$(DEMO_MODELS_DIR)/$(m).pt)
+# The tests that touch a database, again on PostgreSQL, the production database
+# (.ci/run makes sure it answers); the others do not depend on the database.
+PYTEST_POSTGRES := DATABASE_URL=$(PG_URL) VTT_TESTS_DATABASE_ONLY=1 $(PY) -m pytest
 # bash, for pipefail in `make test`
 SHELL := /bin/bash
 
@@ -37,7 +41,7 @@ demo: $(VENV)/.installed $(DEMO_CHECKPOINTS) $(VAR)/demo-staff-password
 	$(DEMO_ENV) $(PY) manage.py migrate --noinput
 	$(DEMO_ENV) $(PY) manage.py collectstatic --noinput --verbosity 0
 	$(DEMO_ENV) $(PY) manage.py generate_pairs --experiment demo --title "Demo: which image has the true colors?" \
-		--split demo --trials-per-rater 12 $(foreach m,$(DEMO_MODELS),--checkpoint $(m)=data/demo/models/$(m).pt) --open
+		--split demo --trials-per-rater 12 $(foreach m,$(DEMO_MODELS),--checkpoint $(m)=$(DEMO_MODELS_DIR)/$(m).pt) --open
 	@$(MAKE) --no-print-directory serve
 
 # gunicorn loads the app before it forks its workers (--preload; vtt/wsgi.py warms it up), so
@@ -60,7 +64,7 @@ demo-figure: $(VENV)/.installed
 test: $(VENV)/.installed
 	@mkdir -p $(VAR); set -o pipefail; \
 	$(PY) -m pytest 2>&1 | tee $(VAR)/test-sqlite.log; sqlite=$$?; \
-	DATABASE_URL=$(PG_URL) VTT_TESTS_DATABASE_ONLY=1 $(PY) -m pytest 2>&1 | tee $(VAR)/test-postgres.log; postgres=$$?; \
+	$(PYTEST_POSTGRES) 2>&1 | tee $(VAR)/test-postgres.log; postgres=$$?; \
 	echo; echo "SQLite, the whole suite:          $$(tail -n 1 $(VAR)/test-sqlite.log)"; \
 	echo "PostgreSQL, the database tests:   $$(tail -n 1 $(VAR)/test-postgres.log)"; \
 	[ $$sqlite -eq 0 ] && [ $$postgres -eq 0 ]
@@ -68,7 +72,5 @@ test: $(VENV)/.installed
 test-sqlite: $(VENV)/.installed
 	$(PY) -m pytest
 
-# The tests that touch a database, again on PostgreSQL, the production database
-# (.ci/run makes sure it answers); the others do not depend on the database.
 test-postgres: $(VENV)/.installed
-	DATABASE_URL=$(PG_URL) VTT_TESTS_DATABASE_ONLY=1 $(PY) -m pytest
+	$(PYTEST_POSTGRES)

@@ -35,31 +35,19 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from vtt.loadtest import wait_until_up  # noqa: E402  (standard library only: runs before any venv exists)
+
 BASE = "http://127.0.0.1:8000"
 
 
-def wait_for_page(process: subprocess.Popen, url: str, limit: float) -> float:
-    """Seconds until ``url`` answers 200 (polling every 0.2 s); fails if ``make`` exits first."""
-    start = time.monotonic()
-    while time.monotonic() - start < limit:
-        if process.poll() is not None:
-            raise SystemExit(f"make demo exited with status {process.returncode} before serving")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return time.monotonic() - start
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {limit} s")
-
-
-def run_demo(clone: Path, log: Path, limit: float) -> tuple[subprocess.Popen, float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "VTT_", "VIRTUAL_ENV"))}
+def run_demo(clone: Path, log: Path, env: dict[str, str], limit: float) -> tuple[subprocess.Popen, float]:
+    """Start ``make demo`` in ``clone``; return it and the seconds until the landing page answers."""
     with open(log, "w") as out:
         process = subprocess.Popen(["make", "demo"], cwd=clone, stdout=out, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)
-        return process, wait_for_page(process, f"{BASE}/e/demo/", limit)
+        return process, wait_until_up(f"{BASE}/e/demo/", process, seconds=limit, what="make demo")
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -120,14 +108,14 @@ def main() -> int:
             subprocess.run(["make", ".venv/.installed"], cwd=clone, stdout=out, stderr=subprocess.STDOUT, env=env,
                            check=True)
         install = time.monotonic() - start
-        process, fresh = run_demo(clone, clone.parent / "demo-fresh.log", args.limit)
+        process, fresh = run_demo(clone, clone.parent / "demo-fresh.log", env, args.limit)
         print(f"fresh clone: install {install:.1f} s, then make demo -> landing page answers {fresh:.1f} s; "
               f"in all {install + fresh:.1f} s")
         for label, seconds in first_requests():
             print(f"  first request, {label}: {seconds * 1000:.0f} ms")
         serving = sorted(p.name for p in (clone / "var").glob("gunicorn*"))
         stop(process)
-        process, again = run_demo(clone, clone.parent / "demo-rerun.log", args.limit)
+        process, again = run_demo(clone, clone.parent / "demo-rerun.log", env, args.limit)
         print(f"make demo again -> landing page answers: {again:.1f} s")
         stop(process)
         for name in ("demo-install.log", "demo-fresh.log", "demo-rerun.log"):

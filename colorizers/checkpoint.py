@@ -128,19 +128,18 @@ def export_weights(
     dst: str | os.PathLike[str],
     *,
     expected_model: str,
-    extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a weights-only copy of checkpoint ``src`` to ``dst``, for serving and shipping.
 
     The copy keeps the model name, config, weights and provenance (data, data hash,
     seed, train config, step, last losses), drops the optimiser, scheduler and RNG
-    states that only resuming a run needs (about two thirds of an Adam run's file),
-    and adds ``extra``. It loads like any checkpoint; it cannot be resumed.
+    states that only resuming a run needs. It loads like any checkpoint; it cannot be
+    resumed.
     """
     ckpt = load_checkpoint(src, expected_model=expected_model)
     kept = {k: v for k, v in ckpt["extra"].items() if k not in TRAINING_STATE}
     return save_checkpoint(dst, model_name=ckpt["model"], state_dict=ckpt["state_dict"], config=ckpt["config"],
-                           extra={**kept, **(extra or {})})
+                           extra=kept)
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:

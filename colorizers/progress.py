@@ -59,32 +59,14 @@ class LogProgress:
         self.close()
 
 
-class _Silent:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix(self, **values: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> "_Silent":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
 def progress(*, total: int, desc: str, unit: str, initial: int = 0, enabled: bool = True,
              file: IO[str] | None = None, every: float = 30.0):
     """A tqdm bar if ``file`` (default: stderr) is a terminal, else `LogProgress`; nothing if not ``enabled``."""
-    if not enabled:
-        return _Silent()
+    from tqdm import tqdm
+
     file = file if file is not None else sys.stderr
     isatty = getattr(file, "isatty", None)
-    if callable(isatty) and isatty():
-        from tqdm import tqdm
-
-        return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, file=file)
+    if not enabled or (callable(isatty) and isatty()):
+        return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, file=file,
+                    disable=not enabled)
     return LogProgress(total=total, initial=initial, desc=desc, unit=unit, file=file, every=every)

@@ -451,7 +451,7 @@ class Royer2017(Colorizer):
         No Polyak-averaged copy of the weights: it would double the shipped file, and the
         demo's runs are short. The demo's model (``data/demo/models/royer2017.pt``) is
         this configuration trained by ``data/demo/train_models.py``, which gives the exact
-        command (about 14 minutes on one CPU thread).
+        command and its time (14 minutes here, on one CPU thread beside another run).
         """
         return copy.deepcopy(DEMO_CONFIG)
 

@@ -213,18 +213,19 @@ def scratch(backend: str, *, postgres_url: str = "postgres://postgres@127.0.0.1:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+def wait_until_up(url: str, process: subprocess.Popen, *, seconds: float = 30, what: str = "gunicorn") -> float:
+    """Seconds until ``url`` answers 200; RuntimeError if ``process`` (``what``) exits first or time runs out."""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
         if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with status {process.returncode}")
+            raise RuntimeError(f"{what} exited with status {process.returncode}")
         try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
-                    return
+                    return time.monotonic() - start
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"gunicorn did not answer on {url} within {seconds} s")
+    raise RuntimeError(f"{what} did not answer on {url} within {seconds} s")
 
 
 @contextmanager
@@ -241,7 +242,7 @@ def deployment(backend: str, *, workers: int = 4) -> Iterator[Deployment]:
             cwd=BASE_DIR, env=site.env, start_new_session=True,
         )
         try:
-            _wait_until_up(site.base_url, process)
+            wait_until_up(site.base_url + "/healthz", process)
             yield site
         finally:
             if process.poll() is None:

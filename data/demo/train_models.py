@@ -47,6 +47,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+import torch  # noqa: E402
+
 from colorizers import get_colorizer  # noqa: E402
 from colorizers.checkpoint import export_weights, load_checkpoint, sha256_file  # noqa: E402
 
@@ -117,8 +119,8 @@ def train(name: str, workdir: Path) -> dict:
         "steps": ckpt["extra"].get("step"),
         "last_logs": {k: round(v, 4) for k, v in ckpt["extra"].get("last_logs", {}).items()},
         "data_sha256": ckpt["extra"].get("data_sha256"),
-        "torch": ckpt["extra"].get("torch_version") or __import__("torch").__version__,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {__import__('torch').get_num_threads()}",
+        "torch": ckpt["extra"].get("torch_version") or torch.__version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}",
         "date": date.today().isoformat(),
     }
 
