@@ -133,3 +133,22 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def import_tinted(experiment_slug: str, photo_dir: Path, out_dir: Path, name: str = "tinted") -> None:
+    """Register a second tested method without a checkpoint: the sources with a warm cast, imported.
+
+    Its colorizations are real pairs (the chroma differs from the real image's), made by
+    `generate_pairs --import-dir`, for tests that need raters to see several methods.
+    """
+    import io
+
+    from django.core.management import call_command
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in sorted(photo_dir.iterdir()):
+        rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+        tinted = np.clip(rgb + np.array([40, 0, -40]), 0, 255).astype(np.uint8)
+        Image.fromarray(tinted).save(out_dir / f"{path.stem}.png")
+    call_command("generate_pairs", "--experiment", experiment_slug, "--split", f"folder:{photo_dir}",
+                 "--import-dir", str(out_dir), "--method-name", name, stdout=io.StringIO(), stderr=io.StringIO())

@@ -1,19 +1,21 @@
 """generate_pairs: idempotent generation, the encoding equality of a pair, bad input."""
 from __future__ import annotations
 
+import hashlib
 import io
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from django.core.management import CommandError, call_command
-from PIL import Image
+from PIL import Image, ImageCms
 
 from colorizers.color import rgb_to_lab
 from colorizers.controls import MeanChroma
 from tests.conftest import colour_image, make_fake_imagenet
-from vtt import sources
+from vtt import rendering, sources
 from vtt.models import Colorization, Experiment, ExperimentImage, Method, SourceImage
 
 pytestmark = pytest.mark.django_db
@@ -51,7 +53,7 @@ def test_a_second_run_with_the_same_arguments_changes_nothing(media_root, photo_
     run(*args)
     before, files = counts(), stored(media_root)
     out = run(*args)
-    assert "0 images and 0 colorizations added, 15 already present" in out
+    assert "0 images and 0 colorizations added, 10 already present" in out  # grayscale, mean_chroma
     assert counts() == before and stored(media_root) == files
 
 
@@ -64,27 +66,58 @@ def test_a_rerun_completes_what_an_interrupted_run_left(media_root, photo_dir):
     assert Colorization.objects.count() == 10
 
 
-def test_both_images_of_a_pair_are_encoded_identically(media_root, photo_dir, mean_chroma_checkpoint):
+def jpeg_header(data: bytes) -> bytes:
+    """Everything of a baseline JPEG before its scan data: the markers up to and including SOS."""
+    at = 2  # after SOI
+    while True:
+        assert data[at] == 0xFF, "not at a marker"
+        marker, length = data[at + 1], int.from_bytes(data[at + 2:at + 4], "big")
+        at += 2 + length
+        if marker == 0xDA:  # start of scan: the entropy-coded data follow
+            return data[:at]
+
+
+def test_both_images_of_a_pair_are_identical_up_to_the_scan_data(media_root, photo_dir, mean_chroma_checkpoint):
     run("--experiment", "t", "--split", f"folder:{photo_dir}", "--size", "96",
-        "--checkpoint", f"mean_chroma={mean_chroma_checkpoint}")
+        "--checkpoint", f"mean_chroma={mean_chroma_checkpoint}", "--methods", "mean_chroma,grayscale,ground_truth")
     pairs = media_root / "pairs"
+    headers = set()
     for colorization in Colorization.objects.select_related("image"):
+        real_bytes, fake_bytes = (pairs / colorization.image.real_file).read_bytes(), (pairs / colorization.file).read_bytes()
+        # Same markers, tables and sRGB profile, byte for byte; only the entropy-coded scan differs.
+        assert jpeg_header(real_bytes) == jpeg_header(fake_bytes)
+        headers.add(jpeg_header(real_bytes))
+        assert real_bytes[-2:] == fake_bytes[-2:] == b"\xff\xd9"
         real = Image.open(pairs / colorization.image.real_file)
         fake = Image.open(pairs / colorization.file)
         for image in (real, fake):
             assert image.format == "JPEG" and image.mode == "RGB" and image.size == (96, 96)
-            assert "exif" not in image.info and "icc_profile" not in image.info and "comment" not in image.info
+            assert image.info["icc_profile"] == rendering.SRGB_ICC
+            assert ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(image.info["icc_profile"]))).startswith("sRGB")
+            assert "exif" not in image.info and "comment" not in image.info
             assert image.getexif() == {} and not image.info.get("progressive")
         assert real.quantization == fake.quantization
         assert real.layer == fake.layer  # same chroma subsampling (4:4:4)
         assert real.info.keys() == fake.info.keys()
         # Same CIE L*: the two differ in chroma only (up to 8-bit, gamut and JPEG rounding).
         assert np.abs(lightness(fake) - lightness(real)).mean() < 1.5
+        assert (colorization.sha256, colorization.image.real_sha256) == (
+            hashlib.sha256(fake_bytes).hexdigest(), hashlib.sha256(real_bytes).hexdigest())
         if colorization.method.name == "ground_truth":
-            assert (pairs / colorization.image.real_file).read_bytes() == (pairs / colorization.file).read_bytes()
+            assert real_bytes == fake_bytes  # one code path: the real chroma renders the real image itself
         elif colorization.method.name == "grayscale":
+            assert real_bytes != fake_bytes
             fake_rgb = np.asarray(fake, dtype=float)
             assert np.abs(fake_rgb[..., 0] - fake_rgb[..., 2]).max() <= 3  # no chroma
+    assert len(headers) == 1  # every pair of the experiment, too
+
+
+def test_the_srgb_profile_is_the_same_bytes_whenever_it_is_made():
+    """lcms2 stamps profiles with the time they are made; a real image and a colorization made a
+    second apart (a resumed run, an imported method) must still carry the same bytes."""
+    first = rendering._srgb_icc()
+    time.sleep(1.1)
+    assert rendering._srgb_icc() == first == rendering.SRGB_ICC
 
 
 def test_the_real_image_keeps_the_source_colours(media_root, photo_dir):

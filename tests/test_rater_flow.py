@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from tests.conftest import colour_image
+from tests.conftest import colour_image, import_tinted
 from vtt import services
 from vtt.models import Experiment, Method, Rater, Slot, Trial
 
@@ -23,11 +23,15 @@ JSON = {"HTTP_ACCEPT": "application/json"}
 def make_experiment(photo_dir: Path, checkpoint: Path, *, images: int = 5, methods: str = "", **design) -> Experiment:
     for i in range(5, images):
         colour_image(i).save(photo_dir / f"extra{i}.png")
-    chosen = ["--methods", methods] if methods else ["--checkpoint", f"mean_chroma={checkpoint}"]
+    chosen = ["--methods", methods] if methods else []
+    if not methods or "mean_chroma" in methods:
+        chosen += ["--checkpoint", f"mean_chroma={checkpoint}"]
     call_command(
         "generate_pairs", "--experiment", "e", "--split", f"folder:{photo_dir}", "--size", "64", "--workers", "0",
         *chosen, stdout=io.StringIO(), stderr=io.StringIO(),
     )
+    if not methods:
+        import_tinted("e", photo_dir, photo_dir.parent / "tinted")
     experiment = Experiment.objects.get(slug="e")
     defaults = {"completion_code": "C0DE42", "trials_per_rater": 4, "practice_trials": 1, "catch_trial_rate": 0.34}
     Experiment.objects.filter(pk=experiment.pk).update(**{**defaults, **design})
@@ -39,7 +43,7 @@ def make_experiment(photo_dir: Path, checkpoint: Path, *, images: int = 5, metho
 
 @pytest.fixture
 def experiment(media_root, photo_dir, mean_chroma_checkpoint) -> Experiment:
-    """5 images x (ground_truth, mean_chroma rated; grayscale for catch): 1 practice, then 4 trials: 3 scored, 1 catch."""
+    """5 images x (mean_chroma, tinted rated; grayscale for catch): 1 practice, then 4 trials: 3 scored, 1 catch."""
     return make_experiment(photo_dir, mean_chroma_checkpoint)
 
 
@@ -211,7 +215,7 @@ def test_each_rater_sees_the_methods_evenly(media_root, photo_dir, mean_chroma_c
     start(client, experiment)
     run_session(client, experiment)
     methods = list(Trial.objects.values_list("colorization__method__name", flat=True))
-    assert sorted(methods) == ["ground_truth"] * 3 + ["mean_chroma"] * 3
+    assert sorted(methods) == ["mean_chroma"] * 3 + ["tinted"] * 3
 
 
 def test_the_single_method_design_gives_each_rater_one_method(media_root, photo_dir, mean_chroma_checkpoint):
@@ -222,12 +226,12 @@ def test_the_single_method_design_gives_each_rater_one_method(media_root, photo_
         start(client, experiment)
         run_session(client, experiment)
     by_rater = {r.pk: set(r.trials.values_list("colorization__method__name", flat=True)) for r in Rater.objects.all()}
-    assert sorted(map(sorted, by_rater.values())) == [["ground_truth"], ["mean_chroma"]]
+    assert sorted(map(sorted, by_rater.values())) == [["mean_chroma"], ["tinted"]]
 
 
 def test_an_expired_lease_returns_the_pair_and_a_late_answer_never_exceeds_k(media_root, photo_dir, mean_chroma_checkpoint):
     # One rated method: the other rater must take the expired pair to see its image at all.
-    experiment = make_experiment(photo_dir, mean_chroma_checkpoint, methods="ground_truth,grayscale",
+    experiment = make_experiment(photo_dir, mean_chroma_checkpoint, methods="mean_chroma,grayscale",
                                  raters_per_pair=1, trials_per_rater=10, practice_trials=0, catch_trial_rate=0.0)
     slow, fast = Client(), Client()
     start(slow, experiment)

@@ -207,11 +207,11 @@ def generate(
             rows: list[ExperimentImage] = []
             new_real = [i for i, (ref, _, _) in enumerate(usable) if (ref.split, ref.key) not in images]
             if new_real:
-                names = writer.write(rendering.to_srgb8(lab[new_real, :1], lab[new_real, 1:]))
-                for i, name in zip(new_real, names):
+                stored = writer.write(rendering.to_srgb8(lab[new_real, :1], lab[new_real, 1:]))
+                for i, (name, digest) in zip(new_real, stored):
                     ref, _, source = usable[i]
-                    row, _ = ExperimentImage.objects.get_or_create(experiment=experiment, source=source,
-                                                                   defaults={"real_file": name})
+                    row, _ = ExperimentImage.objects.get_or_create(
+                        experiment=experiment, source=source, defaults={"real_file": name, "real_sha256": digest})
                     images[(ref.split, ref.key)] = (row.id, source.id)
                 report.images_added += len(new_real)
             report.images_present += len(usable) - len(new_real)
@@ -226,9 +226,9 @@ def generate(
                 reference = lab[want, 1:] if plan.colorizer.needs_reference else None
                 with autocast:
                     ab = plan.colorizer.colorize(L, generator=generators, reference_ab=reference)
-                names = writer.write(rendering.to_srgb8(L, ab.float()))
-                new = [Colorization(image_id=rows[i], method=method, file=name, seed=s)
-                       for i, name, s in zip(want, names, seeds)]
+                stored = writer.write(rendering.to_srgb8(L, ab.float()))
+                new = [Colorization(image_id=rows[i], method=method, file=name, sha256=digest, seed=s)
+                       for i, (name, digest), s in zip(want, stored, seeds)]
                 with transaction.atomic():
                     Colorization.objects.bulk_create(new, ignore_conflicts=True)
                 done.update((rows[i], method.id) for i in want)
@@ -313,8 +313,9 @@ def import_results(experiment: Experiment, folder: str | Path, method_name: str,
             except (OSError, rendering.ImageError) as exc:
                 report.problems[key] = str(exc)
                 continue
-            (name,) = writer.write(rendering.to_srgb8(L[None], ab[None]))
-            Colorization.objects.get_or_create(image=target, method=method, defaults={"file": name, "seed": 0})
+            ((name, digest),) = writer.write(rendering.to_srgb8(L[None], ab[None]))
+            Colorization.objects.get_or_create(image=target, method=method,
+                                               defaults={"file": name, "sha256": digest, "seed": 0})
             report.added += 1
     finally:
         writer.close()

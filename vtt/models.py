@@ -80,10 +80,30 @@ class Experiment(models.Model):
         validators=[MinValueValidator(1)],
         help_text="A pair handed to a rater and not answered within this time goes back to the pool.",
     )
+    class Timing(models.TextChoices):
+        FIXED = "fixed", "fixed exposure (exposure_ms), or untimed when it is empty"
+        STAIRCASE = "staircase", "HYPE_time: each rater's exposure adapts, 100-1,000 ms (3-down/1-up staircase)"
+
     exposure_ms = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Hide the pair after this many milliseconds (Zhang et al. 2016: 1000); empty: no limit.",
+        help_text="Fixed timing: hide the pair after this many milliseconds (Zhang et al. 2016: 1000); empty: no limit.",
+    )
+    timing = models.CharField(
+        max_length=10, choices=Timing.choices, default=Timing.FIXED,
+        help_text="How long a pair is shown: a fixed exposure (or no limit), or HYPE_time's adaptive staircase, "
+        "which ends each exposure with noise masks and reports each method's threshold exposure.",
+    )
+    display_size = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(32), MaxValueValidator(2048)],
+        help_text="Side of each image on the rater's screen in CSS pixels; empty: the file's own size (image_size). "
+        "Both images are always exactly this size, side by side; a window too small for them shows no trial.",
+    )
+    allow_mobile = models.BooleanField(
+        default=True, help_text="Let raters on phones and tablets take part (they must still fit the pair)."
+    )
+    require_fullscreen = models.BooleanField(
+        default=False, help_text="Show trials only while the browser is in fullscreen mode."
     )
     panel = models.CharField(max_length=10, choices=Panel.choices, default=Panel.NONE)
     participant_param = models.CharField(
@@ -92,6 +112,11 @@ class Experiment(models.Model):
     )
     completion_code = models.CharField(
         max_length=64, blank=True, help_text="Shown to raters who finish, or sent to the panel, e.g. 'C1A2B3C4'."
+    )
+    no_consent_code = models.CharField(
+        max_length=64, blank=True,
+        help_text="The panel's code for a participant who does not consent (Prolific: the study's no-consent "
+        "completion code); sent to the panel like the completion code. Empty: the page just thanks them.",
     )
     completion_url = models.URLField(
         blank=True, max_length=500,
@@ -114,6 +139,11 @@ class Experiment(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def shown_size(self) -> int:
+        """The side of each image on screen, in CSS pixels."""
+        return self.display_size or self.image_size
 
 
 class Method(models.Model):
@@ -182,6 +212,7 @@ class ExperimentImage(models.Model):
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="images")
     source = models.ForeignKey(SourceImage, on_delete=models.PROTECT, related_name="uses")
     real_file = models.CharField(max_length=100, help_text="Stored file (random name) of the real image.")
+    real_sha256 = models.CharField(max_length=64, blank=True, help_text="Content hash of the real image's file.")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -200,6 +231,11 @@ class Colorization(models.Model):
     image = models.ForeignKey(ExperimentImage, on_delete=models.CASCADE, related_name="colorizations")
     method = models.ForeignKey(Method, on_delete=models.CASCADE, related_name="colorizations")
     file = models.CharField(max_length=100, help_text="Stored file (random name) of the colorized image.")
+    sha256 = models.CharField(
+        max_length=64, blank=True,
+        help_text="Content hash of the file. One equal to the real image's makes a pair of two identical images, "
+        "which the engine never shows (catch trials aside).",
+    )
     seed = models.BigIntegerField(help_text="Seed of the random generator the colorizer was given.")
     created = models.DateTimeField(auto_now_add=True)
 
@@ -230,7 +266,15 @@ class Rater(models.Model):
         default=list, blank=True,
         help_text="The session's trials in order: [kind, real side] per position, fixed when the rater starts.",
     )
+    viewing = models.JSONField(
+        default=dict, blank=True,
+        help_text="Viewing conditions the browser reported at the start: screen and window size in CSS pixels, "
+        "devicePixelRatio, colour gamut, touch screen (see vtt.services.clean_viewing).",
+    )
     started = models.DateTimeField(auto_now_add=True)
+    declined = models.DateTimeField(
+        null=True, blank=True, help_text="Did not consent: the session ended before any trial, taking no place."
+    )
     finished = models.DateTimeField(null=True, blank=True)
     flagged = models.BooleanField(default=False, help_text="Failed too many catch trials.")
 
@@ -263,6 +307,11 @@ class Trial(models.Model):
     rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="trials")
     colorization = models.ForeignKey(Colorization, on_delete=models.PROTECT, related_name="trials")
     token = models.CharField(max_length=32, unique=True, default=new_token, editable=False)
+    left_image = models.CharField(
+        max_length=32, unique=True, default=new_token, editable=False,
+        help_text="Opaque name of the left image's URL: used by this trial only, served only while it is pending.",
+    )
+    right_image = models.CharField(max_length=32, unique=True, default=new_token, editable=False)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.SCORED)
     position = models.PositiveSmallIntegerField(help_text="Order of the trial in the rater's session, from 1.")
     real_side = models.CharField(max_length=1, choices=Side.choices)
@@ -271,6 +320,21 @@ class Trial(models.Model):
     choice = models.CharField(max_length=1, choices=Side.choices, blank=True)
     response_ms = models.PositiveIntegerField(
         null=True, blank=True, help_text="From the moment both images were visible to the answer (browser clock)."
+    )
+    exposure_ms = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="How long the pair was shown (fixed or staircase timing), set when the trial became current; "
+        "empty: no limit.",
+    )
+    display_px = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Side of each image as displayed, in CSS pixels (reported by the browser)."
+    )
+    focus_lost = models.BooleanField(
+        null=True, blank=True,
+        help_text="The page lost focus or was hidden while the trial was on screen (the rater looked away).",
+    )
+    fullscreen = models.BooleanField(
+        null=True, blank=True, help_text="The browser was in fullscreen mode for the whole trial."
     )
     lease_expires = models.DateTimeField(
         null=True, blank=True, help_text="Scored trials: the pair goes back to the pool if not answered by then."

@@ -12,10 +12,16 @@ Preprocessing (recorded on the experiment by `PREPROCESSING`):
 
 Rendering: the real image is the source's L* with its own a*b*; the generated image
 is the same L* with the predicted a*b*. Both go through `to_srgb8` (Lab -> sRGB,
-rounded to 8 bits) and `encode_srgb8` (JPEG at `JPEG_SETTINGS`, no EXIF, no ICC, no
-comments), so size, mode, quantization tables and metadata are identical, and only
-the chroma differs. Chroma subsampling is off (4:4:4) because chroma is exactly what
-the raters judge.
+rounded to 8 bits) and `encode_srgb8` (JPEG at `JPEG_SETTINGS`, no EXIF, no
+comments, and the same embedded sRGB profile), so size, mode, quantization tables and
+every marker before the scan are identical, and only the chroma differs. Chroma
+subsampling is off (4:4:4) because chroma is exactly what the raters judge.
+
+The profile: browsers treat an untagged JPEG as "probably sRGB" in different ways
+(Firefox's default mode colour-manages tagged images only; wide-gamut screens may
+show untagged pixels unconverted), so every image carries the same sRGB profile, made
+by Pillow's ImageCms (lcms2), and every colour-managed browser shows both images of a
+pair as sRGB.
 """
 from __future__ import annotations
 
@@ -47,9 +53,25 @@ PREPROCESSING = {
     "resize": "shorter side to SIZE (bicubic, antialiased), centre crop SIZE x SIZE",
     "color_space": "sRGB -> CIE Lab (D65); the colorizer sees L*",
     "render": "source L* + a*b* -> sRGB, rounded to 8 bits",
-    "encoding": "JPEG quality 95, 4:4:4, baseline, no EXIF/ICC (Pillow)",
+    "encoding": "JPEG quality 95, 4:4:4, baseline, no EXIF, embedded sRGB ICC profile (Pillow, lcms2)",
 }
 _SRGB = ImageCms.createProfile("sRGB")
+
+
+def _srgb_icc() -> bytes:
+    """lcms2's sRGB profile as bytes, with a fixed creation date instead of the time of the call.
+
+    lcms2 stamps the profile header (bytes 24-35, ICC.1 section 7.2.8) with the current
+    time: two processes (a resumed run, an imported method) would tag the real and the
+    generated image of a pair with different bytes. The profile ID (bytes 84-99) is left
+    zero by lcms2, so nothing else depends on the date.
+    """
+    data = bytearray(ImageCms.ImageCmsProfile(_SRGB).tobytes())
+    data[24:36] = bytes.fromhex("07d0" "0001" "0001" "0000" "0000" "0000")  # 2000-01-01 00:00:00
+    return bytes(data)
+
+
+SRGB_ICC = _srgb_icc()  # the profile every served image carries
 
 
 class ImageError(ValueError):
@@ -128,9 +150,12 @@ def to_srgb8(L: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
 
 
 def encode_srgb8(pixels: np.ndarray) -> bytes:
-    """JPEG bytes of one (H, W, 3) uint8 image at `JPEG_SETTINGS` (Pillow releases the GIL here)."""
+    """JPEG bytes of one (H, W, 3) uint8 sRGB image at `JPEG_SETTINGS`, tagged with `SRGB_ICC`.
+
+    Pillow releases the GIL while it encodes.
+    """
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, **JPEG_SETTINGS)
+    Image.fromarray(pixels).save(buffer, icc_profile=SRGB_ICC, **JPEG_SETTINGS)
     return buffer.getvalue()
 
 
@@ -175,17 +200,21 @@ def collate_list(items: list[dict]) -> list[dict]:
 
 
 class JpegWriter:
-    """Encodes and writes JPEGs in a thread pool; each file is whole before its name is returned."""
+    """Encodes and writes JPEGs in a thread pool; each file is whole before its name is returned.
+
+    `write` returns (file name, SHA-256 of its bytes) per image.
+    """
 
     def __init__(self, threads: int, directory: Path):
         self.pool = ThreadPoolExecutor(max_workers=threads)
         self.directory = directory
 
-    def write(self, pixels: np.ndarray) -> list[str]:
-        def one(image: np.ndarray) -> str:
+    def write(self, pixels: np.ndarray) -> list[tuple[str, str]]:
+        def one(image: np.ndarray) -> tuple[str, str]:
             name = f"{secrets.token_hex(16)}.jpg"  # random: nothing in a name tells real from generated
-            write_atomic(self.directory, name, encode_srgb8(image))
-            return name
+            data = encode_srgb8(image)
+            write_atomic(self.directory, name, data)
+            return name, hashlib.sha256(data).hexdigest()
 
         return list(self.pool.map(one, pixels))
 

@@ -7,24 +7,29 @@ from django.utils import timezone
 from .models import Experiment, Method, Slot, Trial
 
 
-def judgments(*, experiment: Experiment, kinds: tuple[str, ...] = (Trial.Kind.SCORED,)) -> list[dict]:
-    """One dict per answered trial of ``kinds``: rater, image, method, chose_generated, trial_kind, class_index.
+def judgments(*, experiment: Experiment, kinds: tuple[str, ...] = (Trial.Kind.SCORED,), late: bool = False) -> list[dict]:
+    """One dict per answered trial of ``kinds``, in rater then position order.
 
-    Scored trials count only when their answer filled one of the pair's K places.
+    Keys: rater, image, method, trial_kind, class_index, flagged, chose_generated,
+    counted, position, exposure_ms (None: untimed), focus_lost (None: unknown).
+    Scored trials count only when their answer filled one of the pair's K places;
+    ``late=True`` also returns the others (``counted`` False), which still moved
+    the rater's staircase.
     """
-    rows = (
-        Trial.objects.filter(rater__experiment=experiment, kind__in=kinds, answered__isnull=False)
-        .exclude(kind=Trial.Kind.SCORED, counted=False)
-        .order_by("id")
-        .values_list(
-            "rater__token", "colorization__image__source__path", "colorization__method__name", "kind",
-            "colorization__image__source__class_index", "rater__flagged", "choice", "real_side",
-        )
+    rows = Trial.objects.filter(rater__experiment=experiment, kind__in=kinds, answered__isnull=False)
+    if not late:
+        rows = rows.exclude(kind=Trial.Kind.SCORED, counted=False)
+    rows = rows.order_by("rater_id", "position").values_list(
+        "rater__token", "colorization__image__source__path", "colorization__method__name", "kind",
+        "colorization__image__source__class_index", "rater__flagged", "choice", "real_side", "counted", "position",
+        "exposure_ms", "focus_lost",
     )
     return [
         {"rater": rater, "image": image, "method": method, "trial_kind": kind, "class_index": class_index,
-         "flagged": flagged, "chose_generated": choice != real_side}
-        for rater, image, method, kind, class_index, flagged, choice, real_side in rows
+         "flagged": flagged, "chose_generated": choice != real_side, "counted": counted, "position": position,
+         "exposure_ms": exposure_ms, "focus_lost": focus_lost}
+        for (rater, image, method, kind, class_index, flagged, choice, real_side, counted, position, exposure_ms,
+             focus_lost) in rows
     ]
 
 
@@ -98,3 +103,23 @@ def pair_files(*, experiment: Experiment, methods: list[str] | None = None) -> t
     ):
         rows.setdefault(image_id, {"image": path, "real": real, "files": {}})["files"][method] = file
     return names, [row for row in rows.values() if len(row["files"]) == len(names)]
+
+
+def pending_image(*, rater_token: str, name: str) -> str | None:
+    """The stored file behind image URL ``name`` of a trial of this rater that is still pending.
+
+    Every trial has its own two image names (`Trial.left_image`, `Trial.right_image`):
+    one that names another rater's trial, an answered trial, or no trial at all gives
+    None, as does a rater who declined.
+    """
+    trial = (
+        Trial.objects.filter(Q(left_image=name) | Q(right_image=name), rater__token=rater_token,
+                             answered__isnull=True, rater__declined__isnull=True)
+        .values_list("left_image", "real_side", "colorization__file", "colorization__image__real_file")
+        .first()
+    )
+    if trial is None:
+        return None
+    left_image, real_side, file, real_file = trial
+    left, right = (real_file, file) if real_side == Trial.Side.LEFT else (file, real_file)
+    return left if name == left_image else right

@@ -24,6 +24,22 @@ lease itself is a compare-and-set ``UPDATE`` that only succeeds on a free slot,
 which is what keeps the invariants on any database. SQLite runs transactions as
 ``BEGIN IMMEDIATE`` (see settings), one writer at a time.
 
+What a pair may be: never two identical files (a `Colorization` whose bytes equal
+its real image's, such as the ``ground_truth`` control, tells a rater nothing and,
+with practice feedback, names one of two identical images "the true colors"); catch
+trials aside, which are meant to be easy. `experiment_open` refuses a rated method
+with such pairs and no slot or trial is ever made of one. Practice trials come only
+from the tested methods, never a control.
+
+Image URLs: every trial has its own two opaque image names (`Trial.left_image`,
+`Trial.right_image`), served only to its rater while it is pending
+(`vtt.selectors.pending_image`), so no URL appears in two trials, sessions or raters.
+
+Timing: with ``timing = staircase`` (HYPE_time) each trial's exposure is set when it
+becomes the rater's current trial, from the answers of the rater's earlier trials of
+the same method (`evaluation.staircase`); practice and catch trials are shown at the
+start exposure. With fixed timing it is the experiment's ``exposure_ms``.
+
 A rater's session is planned when they start (`Rater.plan`): the practice trials
 first, then ``trials_per_rater`` trials, of which round(rate x trials) are catch
 trials at random positions; the real image's side is a shuffled, balanced sequence over the
@@ -31,22 +47,27 @@ non-practice trials (as many left as right, to one), so the side predicts nothin
 """
 from __future__ import annotations
 
+import json
 import random
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from evaluation import quality
+from evaluation import quality, staircase
 
 from .models import Colorization, Experiment, Method, Rater, Slot, Trial
 
 MAX_RESPONSE_MS = 10 * 60 * 1000
 SCORED_ROLES = (Method.Role.TESTED, Method.Role.CALIBRATION)
+MAX_DISPLAY_PX = 10_000
 _random = random.SystemRandom()
+# A colorization whose file is the real image's, byte for byte (hashes known).
+IDENTICAL = Q(sha256=F("image__real_sha256")) & ~Q(sha256="")
 
 
 class TrialRejected(Exception):
@@ -71,6 +92,17 @@ def experiment_open(*, experiment: Experiment) -> int:
             )
         if not experiment.methods.filter(role__in=SCORED_ROLES).exists():
             raise TrialRejected(f"experiment {experiment.slug!r} has no method to rate")
+        identical = (
+            Colorization.objects.filter(IDENTICAL, method__experiment=experiment, method__role__in=SCORED_ROLES)
+            .values("method__name").annotate(n=Count("id")).order_by("method__name")
+        )
+        if identical:
+            named = ", ".join(f"{row['method__name']!r} ({row['n']} images)" for row in identical)
+            raise TrialRejected(
+                f"experiment {experiment.slug!r}: {named} would show pairs of two identical images (the "
+                "colorization's file is the real image's, byte for byte), which tell a rater nothing; the engine "
+                "never shows them. Delete the method (the ground_truth control is such a method) or regenerate it."
+            )
         created = slots_sync(experiment=experiment)
         experiment.state = Experiment.State.OPEN
         experiment.save(update_fields=["state"])
@@ -90,6 +122,7 @@ def slots_sync(*, experiment: Experiment) -> int:
     new = [
         Slot(experiment=experiment, colorization_id=cid, index=i, order=rng.randrange(2**31))
         for cid in Colorization.objects.filter(method__experiment=experiment, method__role__in=SCORED_ROLES)
+        .exclude(IDENTICAL)
         .order_by("id")
         .values_list("id", flat=True)
         for i in range(k)
@@ -143,27 +176,121 @@ def _single_method(experiment: Experiment) -> Method | None:
     return demand.first()
 
 
+_MOBILE_AGENT = re.compile(r"Mobi|Android|iPhone|iPad|iPod|Tablet|Silk|Kindle|PlayBook", re.I)
+_GAMUTS = {"srgb", "p3", "rec2020"}
+_POINTERS = {"fine", "coarse", "none"}
+MAX_VIEWING_CHARS = 2000
+
+
+def clean_viewing(raw: str | dict | None) -> dict:
+    """The viewing conditions a browser reported, as a dict of known keys with sane values.
+
+    Keys: ``screen_width``, ``screen_height``, ``window_width``, ``window_height`` (CSS
+    pixels, 1 to 100,000), ``device_pixel_ratio`` (0.1 to 16), ``color_gamut`` (the
+    widest of the ``color-gamut`` media query's srgb, p3, rec2020 that matched),
+    ``pointer`` (the ``pointer`` media query: fine, coarse, none) and ``touch_points``
+    (``navigator.maxTouchPoints``, 0 to 100). Anything else, malformed or absurd, is
+    dropped: a report that cannot be read records nothing and never stops a rater.
+    """
+    if isinstance(raw, str):
+        if len(raw) > MAX_VIEWING_CHARS:
+            return {}
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return {}
+    if not isinstance(raw, dict):
+        return {}
+    out: dict = {}
+    for key in ("screen_width", "screen_height", "window_width", "window_height"):
+        value = raw.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value <= 100_000:
+            out[key] = int(value)
+    dpr = raw.get("device_pixel_ratio")
+    if isinstance(dpr, (int, float)) and not isinstance(dpr, bool) and 0.1 <= dpr <= 16:
+        out["device_pixel_ratio"] = round(float(dpr), 3)
+    if raw.get("color_gamut") in _GAMUTS:
+        out["color_gamut"] = raw["color_gamut"]
+    if raw.get("pointer") in _POINTERS:
+        out["pointer"] = raw["pointer"]
+    touch = raw.get("touch_points")
+    if isinstance(touch, int) and not isinstance(touch, bool) and 0 <= touch <= 100:
+        out["touch_points"] = touch
+    return out
+
+
+def is_mobile(user_agent: str, viewing: dict) -> bool:
+    """A phone or tablet: by its user agent, a coarse primary pointer, or an iPad that calls itself a Mac."""
+    return bool(
+        _MOBILE_AGENT.search(user_agent or "")
+        or viewing.get("pointer") == "coarse"
+        or ("Macintosh" in (user_agent or "") and viewing.get("touch_points", 0) > 1)
+    )
+
+
 def rater_start(
-    *, experiment: Experiment, external_id: str = "", study_id: str = "", session_id: str = "", user_agent: str = ""
+    *, experiment: Experiment, external_id: str = "", study_id: str = "", session_id: str = "", user_agent: str = "",
+    viewing: str | dict | None = None,
 ) -> Rater:
-    """A new rater, or the existing one of a panel participant who comes back."""
+    """A new rater, or the existing one of a panel participant who comes back.
+
+    A phone or tablet is refused (403) when the experiment excludes them; a panel
+    participant who declined consent cannot start.
+    """
     if experiment.state != Experiment.State.OPEN:
         raise TrialRejected("this experiment is not open", status=403)
+    viewing = clean_viewing(viewing)
     with transaction.atomic():
         if external_id:
             rater = Rater.objects.filter(experiment=experiment, external_id=external_id).first()
             if rater is not None:
+                if rater.declined is not None:
+                    raise TrialRejected("you chose not to take part in this study", status=403)
                 return rater
+        if not experiment.allow_mobile and is_mobile(user_agent, viewing):
+            raise TrialRejected(
+                "This study needs a desktop or laptop computer: it cannot be taken on a phone or tablet.", status=403
+            )
         rater = Rater.objects.create(
             experiment=experiment,
             external_id=external_id,
             study_id=study_id,
             session_id=session_id,
             user_agent=user_agent[:400],
+            viewing=viewing,
             plan=_plan(experiment),
             method=_single_method(experiment) if experiment.design == Experiment.Design.SINGLE else None,
         )
         return rater
+
+
+def rater_decline(
+    *, experiment: Experiment, rater: Rater | None = None, external_id: str = "", study_id: str = "",
+    session_id: str = "", user_agent: str = "", viewing: str | dict | None = None,
+) -> Rater:
+    """Record that a person did not consent: a rater with ``declined`` set, no plan, no trial, no place.
+
+    ``rater`` is the browser's current rater, if any. A rater who has already been
+    handed a trial cannot decline any more (409); declining twice changes nothing.
+    """
+    if experiment.state != Experiment.State.OPEN:
+        raise TrialRejected("this experiment is not open", status=403)
+    with transaction.atomic():
+        if rater is None and external_id:
+            rater = Rater.objects.filter(experiment=experiment, external_id=external_id).first()
+        if rater is not None:
+            rater = _locked(rater)
+            if rater.declined is not None:
+                return rater
+            if rater.trials.exists():
+                raise TrialRejected("you have already started this study: close the tab to stop", status=409)
+            rater.declined, rater.plan, rater.method = timezone.now(), [], None
+            rater.save(update_fields=["declined", "plan", "method"])
+            return rater
+        return Rater.objects.create(
+            experiment=experiment, external_id=external_id, study_id=study_id, session_id=session_id,
+            user_agent=user_agent[:400], viewing=clean_viewing(viewing), plan=[], declined=timezone.now(),
+        )
 
 
 # --- trials ------------------------------------------------------------------------------
@@ -177,20 +304,20 @@ def _free_slots(experiment: Experiment, now):
 
 @dataclass(frozen=True)
 class Shown:
-    """A pending trial as the page shows it: its token, place in the session and the two stored images."""
+    """A pending trial as the page shows it: its token, place in the session, image names and exposure."""
 
     token: str
     practice: bool
     number: int       # 1-based among the practice trials, or among the scored and catch trials
     total: int        # of the same part of the session
-    real_side: str
-    real_file: str
-    file: str
+    left_image: str   # the opaque names of its two image URLs
+    right_image: str
+    exposure_ms: int | None  # set once it is the current trial (None: untimed, or not yet current)
 
 
 # One query loads what the engine needs of a rater's trials.
 _ROW = ("id", "token", "kind", "position", "real_side", "answered", "choice", "colorization_id", "colorization__image_id",
-        "colorization__method_id", "colorization__file", "colorization__image__real_file")
+        "colorization__method_id", "left_image", "right_image", "exposure_ms")
 
 
 def _rows(rater: Rater) -> list[dict]:
@@ -204,7 +331,7 @@ def _shown(row: dict, plan: list) -> Shown:
         token=row["token"], practice=practice,
         number=row["position"] if practice else row["position"] - n_practice,
         total=n_practice if practice else len(plan) - n_practice,
-        real_side=row["real_side"], real_file=row["colorization__image__real_file"], file=row["colorization__file"],
+        left_image=row["left_image"], right_image=row["right_image"], exposure_ms=row["exposure_ms"],
     )
 
 
@@ -213,8 +340,7 @@ def _candidates(slot_query):
     ordered = slot_query.order_by("index", "order")
     if connection.features.has_select_for_update_skip_locked:
         ordered = ordered.select_for_update(skip_locked=True, of=("self",))
-    return ordered.values_list("id", "colorization_id", "colorization__image_id", "colorization__method_id",
-                               "colorization__file", "colorization__image__real_file")[:1]
+    return ordered.values_list("id", "colorization_id", "colorization__image_id", "colorization__method_id")[:1]
 
 
 def _lease(slot_id: int, trial_id: int, expires, experiment: Experiment, now) -> bool:
@@ -239,39 +365,53 @@ def _assign(rater: Rater, rows: list[dict], position: int, kind: str, side: str,
             method_ids.sort(key=lambda m: counts[m])
         expires = now + timedelta(seconds=experiment.lease_seconds)
         for method_id in method_ids:
-            slots = _free_slots(experiment, now).filter(colorization__method_id=method_id).exclude(
-                colorization__image_id__in=seen
+            slots = (
+                _free_slots(experiment, now).filter(colorization__method_id=method_id)
+                .exclude(colorization__image_id__in=seen)
+                .exclude(colorization__sha256=F("colorization__image__real_sha256"), colorization__sha256__gt="")
             )
             for _ in range(3):  # a lost compare-and-set (a race the locks did not prevent) retries
                 picked = list(_candidates(slots))
                 if not picked:
                     break
-                slot_id, colorization_id, image_id, method_id, file, real_file = picked[0]
+                slot_id, colorization_id, image_id, method_id = picked[0]
                 trial = Trial.objects.create(colorization_id=colorization_id, lease_expires=expires, **new)
                 if _lease(slot_id, trial.pk, expires, experiment, now):
-                    return _row(trial, image_id, method_id, file, real_file)
+                    return _row(trial, image_id, method_id)
                 trial.delete()
         return None
-    roles = [Method.Role.CATCH] if kind == Trial.Kind.CATCH else list(SCORED_ROLES)
-    picked = list(
-        Colorization.objects.filter(method__experiment=experiment, method__role__in=roles)
-        .exclude(image_id__in=seen)
-        .order_by("?")
-        .values_list("id", "image_id", "method_id", "file", "image__real_file")[:1]
-    )
+    if kind == Trial.Kind.CATCH:  # meant to be easy: the catch method's pairs are never refused
+        pool = Colorization.objects.filter(method__experiment=experiment, method__role=Method.Role.CATCH)
+    else:  # practice: the tested methods only, never a control, never two identical images
+        pool = Colorization.objects.filter(method__experiment=experiment, method__role=Method.Role.TESTED).exclude(
+            IDENTICAL
+        )
+    picked = list(pool.exclude(image_id__in=seen).order_by("?").values_list("id", "image_id", "method_id")[:1])
     if not picked:
         return None
-    colorization_id, image_id, method_id, file, real_file = picked[0]
+    colorization_id, image_id, method_id = picked[0]
     trial = Trial.objects.create(colorization_id=colorization_id, **new)
-    return _row(trial, image_id, method_id, file, real_file)
+    return _row(trial, image_id, method_id)
 
 
-def _row(trial: Trial, image_id: int, method_id: int, file: str, real_file: str) -> dict:
+def _row(trial: Trial, image_id: int, method_id: int) -> dict:
     """A new trial in the shape of `_rows`."""
     return {"id": trial.pk, "token": trial.token, "kind": trial.kind, "position": trial.position,
             "real_side": trial.real_side, "answered": None, "choice": "", "colorization_id": trial.colorization_id,
-            "colorization__image_id": image_id,
-            "colorization__method_id": method_id, "colorization__file": file, "colorization__image__real_file": real_file}
+            "colorization__image_id": image_id, "colorization__method_id": method_id,
+            "left_image": trial.left_image, "right_image": trial.right_image, "exposure_ms": None}
+
+
+def _exposure(experiment: Experiment, rows: list[dict], row: dict) -> int | None:
+    """The exposure of trial ``row`` as it becomes current: fixed, or its staircase's next step."""
+    if experiment.timing != Experiment.Timing.STAIRCASE:
+        return experiment.exposure_ms
+    if row["kind"] != Trial.Kind.SCORED:
+        return staircase.START_MS
+    answers = [r["choice"] == r["real_side"] for r in rows
+               if r["kind"] == Trial.Kind.SCORED and r["choice"] and r["position"] < row["position"]
+               and r["colorization__method_id"] == row["colorization__method_id"]]
+    return staircase.next_exposure(answers)
 
 
 def _finish(rater: Rater) -> None:
@@ -316,6 +456,11 @@ def _next(rater: Rater, rows: list[dict], *, ahead: int, renew: bool, now) -> li
         shown.append(row)
     if not shown:
         _finish(rater)
+    elif shown[0]["exposure_ms"] is None:
+        exposure = _exposure(experiment, rows, shown[0])
+        if exposure is not None:
+            Trial.objects.filter(pk=shown[0]["id"]).update(exposure_ms=exposure)
+            shown[0]["exposure_ms"] = exposure
     return [_shown(row, rater.plan) for row in shown]  # after the plan may have been shortened
 
 
@@ -329,6 +474,8 @@ def trial_next(*, rater: Rater, ahead: int = 1, renew: bool = False) -> list[Sho
         raise TrialRejected("this experiment is not open", status=403)
     with transaction.atomic():
         rater = _locked(rater)
+        if rater.declined is not None:
+            raise TrialRejected("you chose not to take part in this study", status=403)
         if rater.finished is not None:
             return []
         return _next(rater, _rows(rater), ahead=ahead, renew=renew, now=timezone.now())
@@ -368,12 +515,33 @@ class Answer:
     pending: list[Shown]     # the rater's current trial and the preloaded next; [] when done
 
 
-def trial_answer(*, rater: Rater, token: str, choice: str, response_ms: str | int | None, ahead: int = 1) -> Answer:
+def _flag(value) -> bool | None:
+    """A browser's yes/no report ('1', '0', 'true', 'false'); anything else is unknown (None)."""
+    if isinstance(value, bool):
+        return value
+    return {"1": True, "true": True, "0": False, "false": False}.get(str(value).strip().lower()) if value is not None else None
+
+
+def _pixels(value) -> int | None:
+    """A displayed size in CSS pixels, rounded; unknown (None) when malformed or out of 0..MAX_DISPLAY_PX."""
+    try:
+        number = round(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if 0 <= number <= MAX_DISPLAY_PX else None
+
+
+def trial_answer(
+    *, rater: Rater, token: str, choice: str, response_ms: str | int | None, ahead: int = 1,
+    display_px=None, focus_lost=None, fullscreen=None,
+) -> Answer:
     """Record the rater's choice on their trial ``token`` and hand out what follows, in one transaction.
 
     Repeating the answer of the rater's latest answered trial (a double click, a retry
     after a network error) is accepted and writes nothing; any other change or replay
-    of an answered trial is refused.
+    of an answered trial is refused. The viewing conditions of the trial (``display_px``,
+    ``focus_lost``, ``fullscreen``) are recorded when they can be read and dropped when
+    not: they never stop an answer.
     """
     if choice not in Trial.Side.values:
         raise TrialRejected(f"choice must be one of {', '.join(Trial.Side.values)}")
@@ -389,6 +557,8 @@ def trial_answer(*, rater: Rater, token: str, choice: str, response_ms: str | in
         rater = _locked(rater)
         if rater.experiment.state != Experiment.State.OPEN:
             raise TrialRejected("this experiment is not open", status=403)
+        if rater.declined is not None:
+            raise TrialRejected("you chose not to take part in this study", status=403)
         rows = _rows(rater)
         row = next((r for r in rows if r["token"] == token), None)
         if row is None:
@@ -405,7 +575,10 @@ def trial_answer(*, rater: Rater, token: str, choice: str, response_ms: str | in
         counted = False
         if row["kind"] == Trial.Kind.SCORED:
             counted = _fill(row, row["colorization_id"], rater.experiment, now)
-        Trial.objects.filter(pk=row["id"]).update(choice=choice, response_ms=response, answered=now, counted=counted)
+        Trial.objects.filter(pk=row["id"]).update(
+            choice=choice, response_ms=response, answered=now, counted=counted, display_px=_pixels(display_px),
+            focus_lost=_flag(focus_lost), fullscreen=_flag(fullscreen),
+        )
         row.update(choice=choice, answered=now)
         if row["kind"] == Trial.Kind.CATCH:
             flagged = _flagged(rows, rater.experiment.catch_fail_threshold)

@@ -7,6 +7,7 @@ rater_patterns = [
     path("", views.index, name="index"),
     path("e/<slug:slug>/", views.landing, name="landing"),
     path("e/<slug:slug>/start/", views.start, name="start"),
+    path("e/<slug:slug>/decline/", views.decline, name="decline"),
     path("e/<slug:slug>/trial/", views.trial, name="trial"),
     path("e/<slug:slug>/answer/", views.answer, name="answer"),
     path("e/<slug:slug>/done/", views.done, name="done"),

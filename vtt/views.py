@@ -1,8 +1,9 @@
 """HTTP views: thin wrappers around `vtt.services` (writes) and `vtt.selectors` (reads).
 
 No response reveals which side of a pair is real before the rater answers: both
-images come from `image`, under random names, with identical headers; catch trials
-look like every other trial; only practice answers get feedback.
+images come from `image`, under names that belong to one trial of one rater and are
+served only while that trial is pending, with identical headers; catch trials look
+like every other trial; only practice answers get feedback.
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete?cc={code}"
 
 
-def _session_key(experiment: Experiment) -> str:
-    return f"vtt-rater-{experiment.pk}"
+def _session_key(experiment: Experiment | int) -> str:
+    return f"vtt-rater-{getattr(experiment, 'pk', experiment)}"
 
 
 def _current_rater(request: HttpRequest, experiment: Experiment) -> Rater | None:
@@ -59,14 +60,14 @@ def _trial_payload(trial: services.Shown | None) -> dict | None:
     """What the page needs to show one trial; never its kind beyond practice, never the real side."""
     if trial is None:
         return None
-    left, right = (trial.real_file, trial.file) if trial.real_side == Trial.Side.LEFT else (trial.file, trial.real_file)
     return {
         "token": trial.token,
         "practice": trial.practice,
         "number": trial.number,
         "total": trial.total,
-        "left": reverse("vtt:image", args=[left]),
-        "right": reverse("vtt:image", args=[right]),
+        "left": reverse("vtt:image", args=[f"{trial.left_image}.jpg"]),
+        "right": reverse("vtt:image", args=[f"{trial.right_image}.jpg"]),
+        "exposure_ms": trial.exposure_ms or 0,
     }
 
 
@@ -101,6 +102,8 @@ def landing(request: HttpRequest, slug: str) -> HttpResponse:
     if returning is None and ids["external_id"]:
         returning = Rater.objects.filter(experiment=experiment, external_id=ids["external_id"]).first()
     hidden = {k: request.GET.get(k, "")[:200] for k in (*PROLIFIC_PARAMS, experiment.participant_param) if k and k in request.GET}
+    if returning is not None and returning.declined is not None:
+        return render(request, "vtt/declined.html", {"experiment": experiment, "hidden": hidden})
     return render(
         request,
         "vtt/landing.html",
@@ -115,13 +118,36 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
     ids = _panel_ids(experiment, request.POST)
     if rater is None or (ids["external_id"] and ids["external_id"] != rater.external_id):
         try:
-            rater = services.rater_start(experiment=experiment, user_agent=request.headers.get("User-Agent", ""), **ids)
+            rater = services.rater_start(experiment=experiment, user_agent=request.headers.get("User-Agent", ""),
+                                         viewing=request.POST.get("viewing", ""), **ids)
         except services.TrialRejected as exc:
             return _rejected(request, exc)
         request.session[_session_key(experiment)] = rater.token
     if rater.finished is not None:
         return redirect("vtt:done", slug=slug)
     return redirect("vtt:trial", slug=slug)
+
+
+@require_POST
+def decline(request: HttpRequest, slug: str) -> HttpResponse:
+    """"I do not agree": the session ends before any trial; a panel participant goes back with the no-consent code."""
+    experiment = get_object_or_404(Experiment, slug=slug)
+    ids = _panel_ids(experiment, request.POST)
+    rater = _current_rater(request, experiment)
+    if rater is not None and ids["external_id"] and ids["external_id"] != rater.external_id:
+        rater = None  # another participant in this browser
+    try:
+        rater = services.rater_decline(experiment=experiment, rater=rater, user_agent=request.headers.get("User-Agent", ""),
+                                       viewing=request.POST.get("viewing", ""), **ids)
+    except services.TrialRejected as exc:
+        return _rejected(request, exc)
+    request.session[_session_key(experiment)] = rater.token
+    code = quote(experiment.no_consent_code, safe="")
+    if code and rater.external_id and experiment.panel == Experiment.Panel.PROLIFIC:
+        return redirect(PROLIFIC_COMPLETE.format(code=code))
+    if code and rater.external_id and experiment.panel == Experiment.Panel.CUSTOM and experiment.completion_url:
+        return redirect(experiment.completion_url.replace("{code}", code))
+    return render(request, "vtt/declined.html", {"experiment": experiment})
 
 
 @require_GET
@@ -137,8 +163,9 @@ def trial(request: HttpRequest, slug: str) -> HttpResponse:
     if not pending:
         return redirect("vtt:done", slug=slug)
     state = _pending_payload(pending)
-    state.update(exposure_ms=experiment.exposure_ms or 0, answer_url=reverse("vtt:answer", args=[slug]),
-                 done_url=reverse("vtt:done", args=[slug]))
+    state.update(size=experiment.shown_size, fullscreen=experiment.require_fullscreen,
+                 masks=experiment.timing == Experiment.Timing.STAIRCASE,
+                 answer_url=reverse("vtt:answer", args=[slug]), done_url=reverse("vtt:done", args=[slug]))
     context = {"experiment": experiment, "trial": state["current"], "state": state}
     return render(request, "vtt/trial.html", context)
 
@@ -155,6 +182,9 @@ def answer(request: HttpRequest, slug: str) -> HttpResponse:
             token=request.POST.get("trial", ""),
             choice=request.POST.get("choice", ""),
             response_ms=request.POST.get("response_ms"),
+            display_px=request.POST.get("display_px"),
+            focus_lost=request.POST.get("focus_lost"),
+            fullscreen=request.POST.get("fullscreen"),
         )
     except services.TrialRejected as exc:
         return _rejected(request, exc)
@@ -188,15 +218,23 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_GET
 def image(request: HttpRequest, name: str) -> HttpResponse:
-    """Serve a pair image with headers that are the same for every image but its length.
+    """Serve one side of one of this rater's pending trials, with headers the same for every image but its length.
 
-    No Last-Modified, no ETag and no file name: the real image is rendered before the
-    colorized ones, and a timestamp would tell them apart.
+    ``name`` is the trial's own name for that side: another rater's trial, an answered
+    trial or an unknown name is a 404, and nothing is written. No Last-Modified, no ETag
+    and no file name: the real image is rendered before the colorized ones, and a
+    timestamp would tell them apart.
     """
     if not _IMAGE_NAME.match(name):
         return HttpResponseBadRequest("bad image name")
+    tokens = [value for key, value in request.session.items() if key.startswith("vtt-rater-")]
+    file = next(
+        (found for token in tokens if (found := selectors.pending_image(rater_token=token, name=name[:-4]))), None
+    )
+    if file is None:
+        raise Http404("no such image")
     try:
-        data = (Path(pairs_dir()) / name).read_bytes()  # tens of kB: no streaming needed
+        data = (Path(pairs_dir()) / file).read_bytes()  # tens of kB: no streaming needed
     except FileNotFoundError:
         raise Http404("no such image") from None
     response = HttpResponse(data, content_type="image/jpeg")

@@ -14,6 +14,9 @@ from colorizers.progress import progress
 from vtt import generation, rendering, services, sources
 from vtt.models import Experiment, new_completion_code
 
+# Colorizers whose output is the real image itself: left out of the default methods.
+IDENTICAL_TO_REAL = {"ground_truth"}
+
 
 def _checkpoints(values: list[str]) -> dict[str, str]:
     out = {}
@@ -83,7 +86,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--methods",
             help="Comma-separated registered colorizers (known: %s). Default: every one that needs no checkpoint, "
-            "plus those given a --checkpoint." % ", ".join(list_colorizers()),
+            "plus those given a --checkpoint, but ground_truth: it renders the real image byte for byte, and raters "
+            "are never shown a pair of two identical images (opening refuses it)." % ", ".join(list_colorizers()),
         )
         parser.add_argument(
             "--checkpoint", action="append", default=[], metavar="NAME=PATH",
@@ -139,7 +143,8 @@ class Command(BaseCommand):
         if options["methods"]:
             names = [n.strip() for n in options["methods"].split(",") if n.strip()]
         else:
-            names = [n for n in list_colorizers() if not get_colorizer(n).needs_checkpoint or n in checkpoints]
+            names = [n for n in list_colorizers()
+                     if n not in IDENTICAL_TO_REAL and (not get_colorizer(n).needs_checkpoint or n in checkpoints)]
         unknown = sorted(set(checkpoints) - set(names))
         if unknown:
             raise CommandError(f"--checkpoint given for {', '.join(unknown)}, which is not among --methods {', '.join(names)}")
