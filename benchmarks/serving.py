@@ -41,10 +41,19 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def photos(folder: Path, n: int) -> None:
+    folder.mkdir()
     rng = np.random.default_rng(0)
     for i in range(n):
         pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
         Image.fromarray(pixels).resize((96, 96), Image.Resampling.BICUBIC).save(folder / f"{i:04d}.png")
+
+
+def tint(folder: Path, out: Path) -> None:
+    """The rated method: each photo with a warm cast, imported like results made elsewhere."""
+    out.mkdir()
+    for path in sorted(folder.iterdir()):
+        rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+        Image.fromarray(np.clip(rgb + np.array([40, 0, -40]), 0, 255).astype(np.uint8)).save(out / path.name)
 
 
 def trivial(base_url: str, clients: int, requests: int) -> tuple[float, list[float]]:
@@ -72,11 +81,14 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, deployment(args.backend, workers=args.workers) as site:
-        folder = Path(tmp)
+        folder, tinted = Path(tmp) / "photos", Path(tmp) / "tinted"
         n_images = args.trials + 10  # a rater sees each image at most once
         photos(folder, n_images)
+        tint(folder, tinted)
         site.manage("generate_pairs", "--experiment", "bench", "--split", f"folder:{folder}", "--methods",
-                    "ground_truth,grayscale", "--size", "64", "--raters-per-pair", str(args.raters + 1), "--verbosity", "0")
+                    "grayscale", "--size", "64", "--raters-per-pair", str(args.raters + 1), "--verbosity", "0")
+        site.manage("generate_pairs", "--experiment", "bench", "--split", f"folder:{folder}", "--import-dir",
+                    str(tinted), "--method-name", "tinted", "--verbosity", "0")
         site.manage("shell", "--verbosity", "0", "-c", SETUP.format(trials=args.trials))
 
         ceiling, ceiling_latency = trivial(site.base_url, args.raters, args.trials)

@@ -13,14 +13,19 @@ quality
     Catch-trial accuracy per rater and the rule that flags inattentive raters.
 agreement
     Agreement between raters: Krippendorff's alpha for nominal answers.
-VTTResult, Comparison, RaterQuality, Agreement
+hype_time
+    HYPE_time score of a method rated with adaptive exposures: the mean of its
+    raters' staircase thresholds (in ms), with a bootstrap interval over
+    raters. The staircase rule itself is `evaluation.staircase.next_exposure`.
+VTTResult, Comparison, RaterQuality, Agreement, HypeTimeResult
     Their results.
 
 Depends on numpy and scipy only.
 """
 from .comparison import Comparison, compare, compare_all, holm
 from .raters import Agreement, RaterQuality, agreement, quality
+from .staircase import HypeTimeResult, hype_time
 from .vtt import VTTResult, score
 
 __all__ = ["score", "VTTResult", "compare", "compare_all", "holm", "Comparison",
-           "quality", "RaterQuality", "agreement", "Agreement"]
+           "quality", "RaterQuality", "agreement", "Agreement", "hype_time", "HypeTimeResult"]

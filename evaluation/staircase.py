@@ -22,6 +22,12 @@ The rule, where the material at hand does not fix it (documented variant):
   are shown at the start exposure and never move a staircase.
 * "Correct" is picking the real image (the 2AFC question of this platform; HYPE
   showed one image at a time and asked real or fake).
+* No feedback on scored trials (HYPE gave feedback after every answer): on this
+  platform feedback names the real image of a pair, which would teach the rater the
+  tells of the very method being measured. Only practice trials get feedback.
+* HYPE's trial frame is kept: a 3-2-1 countdown before each pair and four noise
+  masks of 30 ms after it (drawn by the rater's page, ``vtt/static/vtt/trial.js``;
+  500 ms per countdown number is this platform's choice).
 """
 from __future__ import annotations
 

@@ -136,7 +136,7 @@ def test_json_output_has_the_documented_fields_comparisons_raters_and_provenance
     flagged = [r for r in raters["per_rater"] if r["flagged"]]
     assert [(r["rater"], r["n_catch"], r["n_failed"]) for r in flagged] == [("P4", 2, 2)]
     assert data["left_out"] == {"practice": 1, "unanswered": 1, "not_counted": 1, "catch": 10,
-                                "flagged_raters": 1, "judgments_of_flagged_raters": 10}
+                                "flagged_raters": 1, "judgments_of_flagged_raters": 10, "looked_away": 0}
     classes = data["classes"]
     assert classes["methods"] == ["mean_chroma", "ground_truth"]
     assert [(c["class_index"], c["wnid"], c["n_images"]) for c in classes["rows"]] == [
@@ -247,7 +247,7 @@ def test_practice_unanswered_late_and_catch_rows_are_not_scored(tmp_path):
     (row,) = data["methods"]
     assert (row["method"], row["n_trials"], row["vtt"]) == ("m", 2, 0.5)
     assert data["left_out"] == {"practice": 1, "unanswered": 1, "not_counted": 1, "catch": 2,
-                                "flagged_raters": 0, "judgments_of_flagged_raters": 0}
+                                "flagged_raters": 0, "judgments_of_flagged_raters": 0, "looked_away": 0}
     assert data["raters"]["n_flagged"] == 1  # r2 failed its only catch trial, kept by --include-flagged
     assert data["classes"]["rows"][0]["class_index"] == 7
 
@@ -307,3 +307,130 @@ def test_published_numbers_are_shown_apart_and_never_mixed_into_ours(tmp_path):
     assert "Published (published, different raters/protocol), not measured here:" in table
     csv_out = run("--judgments-csv", str(path), "--format", "csv", "--ci-method", "wilson", "--published")
     assert "PixColor" not in csv_out
+
+
+# --- staircase thresholds (HYPE_time) and trials during which the rater looked away ---------------------------
+
+# Each rater's mean_chroma staircase in position order: P0 500 450 400 400 -> (400 + 400) / 2 = 400;
+# P1 500 550 600 600 -> 600; P2 500 500 500 450 -> 475. The mean over raters is 491.7.
+STAIRS = {"P0": [500, 450, 400, 400], "P1": [500, 550, 600, 600], "P2": [500, 500, 500, 450]}
+
+
+@pytest.fixture
+def staircase() -> Experiment:
+    """Three raters, one staircase each on mean_chroma (P1's last answer late); one flagged rater; looked away.
+
+    ground_truth is rated untimed by every rater (no staircase: exposure empty). P1's third trial lost focus.
+    A fourth rater, P9, fails their catch trial and has a staircase at the ceiling that must be left out.
+    """
+    experiment = make_experiment("hype", n_images=5, timing=Experiment.Timing.STAIRCASE)
+    pairs = Colorization.objects.filter(image__experiment=experiment).select_related("method").order_by("id")
+    by_method = {name: [c for c in pairs if c.method.name == name] for name in ("mean_chroma", "ground_truth",
+                                                                                 "grayscale")}
+    for name, exposures in [*STAIRS.items(), ("P9", [1000, 1000, 1000, 1000])]:
+        rater = Rater.objects.create(experiment=experiment, external_id=name)
+        trial(rater, by_method["grayscale"][0], Trial.Kind.CATCH, name == "P9")
+        trial(rater, by_method["ground_truth"][0], Trial.Kind.SCORED, True)
+        for i, ms in enumerate(exposures):
+            t = trial(rater, by_method["mean_chroma"][i], Trial.Kind.SCORED, i % 2 == 0,
+                      counted=not (name == "P1" and i == 3))
+            Trial.objects.filter(pk=t.pk).update(exposure_ms=ms, focus_lost=name == "P1" and i == 2)
+    return experiment
+
+
+def test_a_staircase_experiment_reports_each_methods_threshold_and_its_interval(staircase):
+    data = json.loads(run("--experiment", "hype", "--format", "json", "--ci-method", "wilson", "--n-boot", "500"))
+    rows = {row["method"]: row for row in data["methods"]}
+    mean_chroma = rows["mean_chroma"]
+    assert mean_chroma["threshold_ms"] == pytest.approx((400 + 600 + 475) / 3)  # P9 (flagged) left out
+    assert (mean_chroma["threshold_n_raters"], mean_chroma["threshold_n_trials"]) == (3, 12)  # the late answer too
+    low, high = mean_chroma["threshold_ci_low"], mean_chroma["threshold_ci_high"]
+    assert 400 <= low < mean_chroma["threshold_ms"] < high <= 600
+    assert mean_chroma["n_trials"] == 11  # the VTT leaves the late answer out
+    assert rows["ground_truth"]["threshold_ms"] is None  # untimed: no staircase
+    assert data["staircase"]["n_trials"] == 12 and data["staircase"]["n_late"] == 1
+
+    with_flagged = json.loads(run("--experiment", "hype", "--format", "json", "--ci-method", "wilson",
+                                  "--include-flagged", "--n-boot", "200"))
+    assert with_flagged["methods"][0]["threshold_ms"] == pytest.approx((400 + 600 + 475 + 1000) / 4)
+
+
+def test_the_threshold_is_in_the_table_the_csv_and_the_html(staircase, tmp_path):
+    out = run("--experiment", "hype", "--ci-method", "wilson", "--n-boot", "500")
+    assert "threshold: exposure in ms (3-down/1-up staircase per rater and method" in out
+    fields = rows_by_method(out)["mean_chroma"]
+    assert fields[4] == "[" + fields[4][1:] and "492ms" in fields  # VTT interval, then the threshold
+    lines = run("--experiment", "hype", "--format", "csv", "--ci-method", "wilson").strip().splitlines()
+    assert lines[0] == ("method,n_trials,n_images,n_raters,vtt,ci_low,ci_high,ci_method,confidence,"
+                        "threshold_ms,threshold_ci_low,threshold_ci_high,role")
+    assert lines[1].startswith("mean_chroma,") and ",491.66" in lines[1]
+    path = tmp_path / "hype.html"
+    run("--experiment", "hype", "--ci-method", "wilson", "--n-boot", "300", "--html", str(path))
+    html = path.read_text()
+    assert 'class="vtt-staircase"' in html and '<td class="n vtt-threshold">492 ms</td>' in html
+
+
+def test_a_fixed_exposure_experiment_shows_no_threshold(answered):
+    Trial.objects.filter(rater__experiment=answered).update(exposure_ms=1000)
+    data = json.loads(run("--experiment", "r", "--format", "json", "--ci-method", "wilson"))
+    assert data["staircase"] is None and all(row["threshold_ms"] is None for row in data["methods"])
+    assert "threshold" not in run("--experiment", "r", "--format", "csv", "--ci-method", "wilson")
+
+
+def test_exclude_looked_away_leaves_those_trials_out_and_says_how_many(staircase):
+    kept = run("--experiment", "hype", "--ci-method", "wilson", "--n-boot", "200")
+    assert "1 scored trial(s) during which the page lost focus are kept (--exclude-looked-away" in kept
+    data = json.loads(run("--experiment", "hype", "--format", "json", "--ci-method", "wilson", "--n-boot", "200",
+                          "--exclude-looked-away"))
+    mean_chroma = {row["method"]: row for row in data["methods"]}["mean_chroma"]
+    assert mean_chroma["n_trials"] == 10
+    # P1's staircase without its third trial: 500 550 600 -> (550 + 600) / 2
+    assert mean_chroma["threshold_ms"] == pytest.approx((400 + 575 + 475) / 3)
+    assert data["left_out"]["looked_away"] == 1 and data["settings"]["exclude_looked_away"] is True
+    out = run("--experiment", "hype", "--ci-method", "wilson", "--n-boot", "200", "--exclude-looked-away")
+    assert "looked away: left out 1 scored trial(s) during which the page lost focus" in out
+    html = render_to_string("vtt/_report_body.html",
+                            report.experiment_context(staircase, n_boot=200, exclude_looked_away=True))
+    assert "1 trial during which the rater looked away (the page lost focus) left out." in html
+
+
+def test_the_export_csv_gives_the_same_thresholds_and_exclusions(staircase, tmp_path):
+    path = tmp_path / "hype.csv"
+    with open(path, "w", newline="") as f:
+        exports.write_csv(exports.trial_rows(experiment=staircase), f)
+    for extra in ((), ("--exclude-looked-away",)):
+        args = ("--format", "json", "--ci-method", "wilson", "--n-boot", "300", *extra)
+        from_db = json.loads(run("--experiment", "hype", *args))
+        from_csv = json.loads(run("--judgments-csv", str(path), *args))
+        for row in from_db["methods"] + from_csv["methods"]:
+            row.pop("provenance")
+        assert from_csv["methods"] == from_db["methods"]
+        assert from_csv["staircase"] == from_db["staircase"] and from_csv["left_out"] == from_db["left_out"]
+
+
+def test_a_csv_with_varying_exposures_is_read_as_staircases_in_position_order(tmp_path):
+    # Rows out of order: positions put r1's staircase in order 500 550 600 600 -> 600.
+    text = ("rater,image,method,chose_generated,position,exposure_ms,focus_lost\n"
+            "r1,i4,m,0,4,600,\nr1,i1,m,0,1,500,0\nr1,i3,m,1,3,600,1\nr1,i2,m,0,2,550,\n"
+            "r2,i1,m,1,1,500,0\nr2,i2,m,1,2,500,0\n")
+    data = json.loads(run("--judgments-csv", str(write(tmp_path, text)), "--format", "json", "--ci-method", "wilson",
+                          "--n-boot", "200"))
+    (row,) = data["methods"]
+    assert row["threshold_ms"] == pytest.approx((600 + 500) / 2) and row["threshold_n_raters"] == 2
+    assert data["looked_away"] == {"n_judgments": 1, "excluded": False}
+    constant = text.replace(",600,", ",500,").replace(",550,", ",500,")
+    data = json.loads(run("--judgments-csv", str(write(tmp_path, constant)), "--format", "json",
+                          "--ci-method", "wilson"))
+    assert data["staircase"] is None  # one exposure everywhere: fixed timing
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("exposure_ms", "fast", "column 'exposure_ms': expected an exposure in whole milliseconds (e.g. 500) or blank"),
+    ("exposure_ms", "0", "column 'exposure_ms': expected an exposure in whole milliseconds"),
+    ("focus_lost", "maybe", "column 'focus_lost': expected 1, 0 or blank, got 'maybe'"),
+    ("position", "-3", "column 'position': expected a position in the session (1, 2, ...) or blank, got '-3'"),
+])
+def test_bad_staircase_columns_are_errors_naming_the_line(tmp_path, column, value, message):
+    text = f"rater,image,method,chose_generated,{column}\nr,i,m,1,1\nr,j,m,0,{value}\n"
+    with pytest.raises(CommandError, match=re.escape(f"judgments.csv, line 3, {message}")):
+        run("--judgments-csv", str(write(tmp_path, text)))

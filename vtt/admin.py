@@ -6,16 +6,19 @@ from .models import Colorization, Experiment, ExperimentImage, Method, Rater, So
 
 @admin.register(Experiment)
 class ExperimentAdmin(admin.ModelAdmin):
-    list_display = ["slug", "title", "state", "raters_per_pair", "trials_per_rater", "split", "created"]
-    list_filter = ["state"]
+    list_display = ["slug", "title", "state", "timing", "raters_per_pair", "trials_per_rater", "split", "created"]
+    list_filter = ["state", "timing"]
     search_fields = ["slug", "title"]
     prepopulated_fields = {"slug": ["title"]}
     readonly_fields = ["state", "split", "image_size", "preprocessing", "created"]  # state: by the actions
     fieldsets = [
         (None, {"fields": ["slug", "title", "state", "instructions"]}),
         ("Design", {"fields": ["design", "raters_per_pair", "trials_per_rater", "practice_trials", "catch_trial_rate",
-                               "catch_fail_threshold", "exposure_ms", "lease_seconds"]}),
-        ("Panel and completion", {"fields": ["panel", "participant_param", "completion_code", "completion_url"]}),
+                               "catch_fail_threshold", "lease_seconds"]}),
+        ("Timing", {"fields": ["timing", "exposure_ms"]}),
+        ("Display and devices", {"fields": ["display_size", "allow_mobile", "require_fullscreen"]}),
+        ("Panel and completion", {"fields": ["panel", "participant_param", "completion_code", "no_consent_code",
+                                             "completion_url"]}),
         ("Images", {"fields": ["split", "image_size", "preprocessing", "created"]}),
     ]
     actions = ["open_experiments", "close_experiments"]
@@ -67,15 +70,16 @@ class ColorizationAdmin(admin.ModelAdmin):
 
 @admin.register(Rater)
 class RaterAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "experiment", "external_id", "method", "started", "finished", "flagged"]
-    list_filter = ["experiment", "flagged"]
+    list_display = ["__str__", "experiment", "external_id", "method", "started", "finished", "declined", "flagged"]
+    list_filter = ["experiment", "flagged", ("declined", admin.EmptyFieldListFilter)]
     search_fields = ["external_id", "token"]
 
 
 @admin.register(Trial)
 class TrialAdmin(admin.ModelAdmin):
-    list_display = ["rater", "position", "kind", "colorization", "real_side", "choice", "counted", "response_ms", "answered"]
-    list_filter = ["kind", "rater__experiment"]
+    list_display = ["rater", "position", "kind", "colorization", "real_side", "choice", "counted", "response_ms",
+                    "exposure_ms", "focus_lost", "answered"]
+    list_filter = ["kind", "rater__experiment", "focus_lost"]
     raw_id_fields = ["rater", "colorization"]
 
 

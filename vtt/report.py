@@ -3,8 +3,14 @@
 Judgments come from the database (`experiment_judgments`) or from a CSV file
 (`read_judgments_csv`: the platform's export, or any CSV with the columns
 ``rater, image, method, chose_generated`` and optionally ``trial_kind``,
-``class_index``, ``counted``). `build_report` scores them; `figure_svg`,
-`html_context` and `render_html` present the result.
+``class_index``, ``counted``, ``position``, ``exposure_ms``, ``focus_lost``).
+`build_report` scores them; `figure_svg`, `html_context` and `render_html`
+present the result.
+
+With adaptive exposures (an experiment whose ``timing`` is ``staircase``, HYPE_time)
+each method also gets its threshold exposure, `evaluation.hype_time` of its
+staircases: each (rater, method)'s answered scored trials in position order, late
+answers included (they moved the rater's staircase), with their ``exposure_ms``.
 
 The staff pages include ``templates/vtt/_report_body.html`` with the context of
 `experiment_context(experiment)`: a single variable, ``vtt_report`` (see
@@ -28,6 +34,7 @@ from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 import evaluation
+from evaluation import staircase
 
 from . import selectors
 from .models import Method, Rater, Trial
@@ -35,8 +42,11 @@ from .models import Method, Rater, Trial
 SCORED, CATCH, PRACTICE = 0, 1, 2
 KINDS = {"scored": SCORED, "catch": CATCH, "practice": PRACTICE}
 REQUIRED_COLUMNS = ("rater", "image", "method", "chose_generated")
-OPTIONAL_COLUMNS = ("trial_kind", "class_index", "counted", "experiment")
+OPTIONAL_COLUMNS = ("trial_kind", "class_index", "counted", "experiment", "position", "exposure_ms", "focus_lost")
 TABLE_FIELDS = ["method", "n_trials", "n_images", "n_raters", "vtt", "ci_low", "ci_high", "ci_method", "confidence"]
+# Added to the table (the csv format) when the report has staircase thresholds.
+THRESHOLD_FIELDS = ["threshold_ms", "threshold_ci_low", "threshold_ci_high"]
+STAIRCASE = "staircase"
 # Roles of the registered controls, for judgments that do not say (a CSV).
 CONTROL_ROLES = {"ground_truth": "calibration", "grayscale": "catch"}
 PUBLISHED_FILE = Path(__file__).resolve().parent.parent / "data" / "published" / "vtt.json"
@@ -54,7 +64,12 @@ class Judgments:
 
     ``answer`` is 1 (picked the colorized image), 0 (picked the real one) or -1
     (unanswered); ``class_index`` is -1 when unknown; ``counted`` is False for a
-    scored answer that did not fill one of its pair's K places.
+    scored answer that did not fill one of its pair's K places. ``position`` is the
+    trial's place in its rater's session (-1 unknown: the order of the rows then
+    stands for it), ``exposure`` how long the pair was shown in ms (-1: untimed or
+    unknown), ``focus_lost`` 1 when the page lost focus during the trial (0 no, -1
+    unknown); ``timing`` is the experiment's (``fixed`` or ``staircase``), None when
+    not known (a CSV).
     """
 
     rater: np.ndarray
@@ -70,10 +85,21 @@ class Judgments:
     source: str
     title: str = ""
     experiment: str | None = None
+    position: np.ndarray | None = None
+    exposure: np.ndarray | None = None
+    focus_lost: np.ndarray | None = None
+    timing: str | None = None
+
+    def __post_init__(self):
+        n = self.rater.size
+        for name, dtype in (("position", np.int64), ("exposure", np.int64), ("focus_lost", np.int8)):
+            values = getattr(self, name)
+            object.__setattr__(self, name, np.full(n, -1, dtype=dtype) if values is None
+                               else np.asarray(values, dtype=dtype))
 
     @classmethod
     def from_columns(cls, *, rater, image, method, kind, answer, class_index, counted, source, title="",
-                     experiment=None) -> "Judgments":
+                     experiment=None, position=None, exposure=None, focus_lost=None, timing=None) -> "Judgments":
         codes = {}
         for name, values in (("rater", rater), ("image", image), ("method", method)):
             labels, inverse = np.unique(np.asarray(values), return_inverse=True)
@@ -83,7 +109,8 @@ class Judgments:
             image_labels=codes["image"][1], method=codes["method"][0], method_labels=codes["method"][1],
             kind=np.asarray(kind, dtype=np.int8), answer=np.asarray(answer, dtype=np.int8),
             class_index=np.asarray(class_index, dtype=np.int64), counted=np.asarray(counted, dtype=bool),
-            source=source, title=title, experiment=experiment,
+            source=source, title=title, experiment=experiment, position=position, exposure=exposure,
+            focus_lost=focus_lost, timing=timing,
         )
 
     def __len__(self) -> int:
@@ -165,16 +192,35 @@ def _class(text: str):
     return None, "expected a class number (0, 1, ...) or blank"
 
 
+def _position(text: str):
+    if text == "":
+        return -1, None
+    if text.isdigit():
+        return int(text), None
+    return None, "expected a position in the session (1, 2, ...) or blank"
+
+
+def _exposure(text: str):
+    if text == "":
+        return -1, None
+    if text.isdigit() and int(text) > 0:
+        return int(text), None
+    return None, "expected an exposure in whole milliseconds (e.g. 500) or blank if untimed"
+
+
 def read_judgments_csv(path: str | Path) -> Judgments:
     """Judgments from a CSV: the platform's export or any file with the required columns.
 
     Required columns: ``rater, image, method, chose_generated`` (1, 0 or blank for
     unanswered). Optional: ``trial_kind`` (scored, catch or practice; default
     scored), ``class_index`` (ImageNet class, blank if unknown), ``counted``
-    (0 marks a scored answer that did not count), ``experiment`` (one value).
-    Other columns are ignored; the ``flagged`` column of the export is too, as
-    flags are recomputed from the catch trials. Raises `JudgmentsError` naming
-    the line and column of the first problem.
+    (0 marks a scored answer that did not count), ``experiment`` (one value),
+    ``position`` (the trial's place in the rater's session; without it the rows
+    are taken in file order), ``exposure_ms`` (how long the pair was shown, blank
+    if untimed) and ``focus_lost`` (1 when the rater looked away, blank if
+    unknown). Other columns are ignored; the ``flagged`` column of the export is
+    too, as flags are recomputed from the catch trials. Raises `JudgmentsError`
+    naming the line and column of the first problem.
     """
     path = Path(path)
     name = path.name
@@ -236,6 +282,10 @@ def read_judgments_csv(path: str | Path) -> Judgments:
                else np.ones(n, dtype=bool))
     class_index = (_mapped(path, "class_index", data["class_index"], _class) if "class_index" in data
                    else np.full(n, -1))
+    position = _mapped(path, "position", data["position"], _position) if "position" in data else None
+    exposure = _mapped(path, "exposure_ms", data["exposure_ms"], _exposure) if "exposure_ms" in data else None
+    focus_lost = (_mapped(path, "focus_lost", data["focus_lost"], lambda t: _flag(t, blank=-1))
+                  if "focus_lost" in data else None)
     experiment = None
     if "experiment" in data:
         slugs = sorted(dict.fromkeys(data["experiment"]))
@@ -248,12 +298,17 @@ def read_judgments_csv(path: str | Path) -> Judgments:
         image_labels=codes["image"][1], method=codes["method"][0], method_labels=codes["method"][1],
         kind=kind.astype(np.int8), answer=answer.astype(np.int8), class_index=class_index.astype(np.int64),
         counted=counted.astype(bool), source=f"CSV file {name}", title=experiment or name, experiment=experiment,
+        position=position, exposure=exposure, focus_lost=focus_lost,
     )
 
 
 def experiment_judgments(experiment) -> tuple[Judgments, dict]:
-    """Answered scored (counted) and catch trials of ``experiment``, and the counts of the trials left out."""
-    rows = selectors.judgments(experiment=experiment, kinds=(Trial.Kind.SCORED, Trial.Kind.CATCH))
+    """Answered scored and catch trials of ``experiment``, and the counts of the trials left out.
+
+    Late scored answers (``counted`` False) are in the judgments, for the staircases
+    they moved; the VTT leaves them out.
+    """
+    rows = selectors.judgments(experiment=experiment, kinds=(Trial.Kind.SCORED, Trial.Kind.CATCH), late=True)
     trials = Trial.objects.filter(rater__experiment=experiment)
     left_out = trials.aggregate(
         practice=Count("id", filter=Q(kind=Trial.Kind.PRACTICE)),
@@ -267,8 +322,12 @@ def experiment_judgments(experiment) -> tuple[Judgments, dict]:
         kind=np.array([KINDS[r["trial_kind"]] for r in rows], dtype=np.int8),
         answer=np.array([int(bool(r["chose_generated"])) for r in rows], dtype=np.int8),
         class_index=np.array([-1 if r["class_index"] is None else r["class_index"] for r in rows], dtype=np.int64),
-        counted=np.ones(len(rows), dtype=bool),
+        counted=np.array([r["counted"] for r in rows], dtype=bool),
         source=f"experiment {experiment.slug}", title=experiment.title, experiment=experiment.slug,
+        position=np.array([r["position"] for r in rows], dtype=np.int64),
+        exposure=np.array([-1 if r["exposure_ms"] is None else r["exposure_ms"] for r in rows], dtype=np.int64),
+        focus_lost=np.array([-1 if r["focus_lost"] is None else int(r["focus_lost"]) for r in rows], dtype=np.int8),
+        timing=str(experiment.timing),
     )
     return judgments, left_out
 
@@ -416,25 +475,84 @@ def _class_section(j: Judgments, kept: np.ndarray, names: list[str]) -> dict:
     return section
 
 
+def _staircase_trials(j: Judgments, keep: np.ndarray) -> np.ndarray:
+    """Indices of the timed answered scored trials in ``keep`` (late answers too), by rater, position, row."""
+    timed = np.flatnonzero(keep & (j.answer >= 0) & (j.kind == SCORED) & (j.exposure > 0))
+    return timed[np.lexsort((timed, j.position[timed], j.rater[timed]))]
+
+
+def _is_staircase(j: Judgments, trials: np.ndarray) -> bool:
+    """The judgments' timing, or for unknown timing (a CSV): does any (rater, method) show two exposures?"""
+    if j.timing is not None:
+        return j.timing == STAIRCASE
+    if trials.size == 0:
+        return False
+    key = j.rater[trials].astype(np.int64) * j.method_labels.size + j.method[trials]
+    pairs = np.unique(np.stack([key, j.exposure[trials]]), axis=1)[0]
+    return bool(np.unique(pairs).size < pairs.size)
+
+
+def _thresholds(j: Judgments, trials: np.ndarray, rows: list[dict], *, confidence: float, n_boot: int,
+                seed: int) -> dict:
+    """HYPE_time per method row (added to the rows), and the section that describes them."""
+    meth = j.method[trials]
+    for row in rows:
+        g = int(np.flatnonzero(j.method_labels == row["method"])[0])
+        idx = trials[meth == g]
+        row.update(threshold_ms=None, threshold_ci_low=None, threshold_ci_high=None, threshold_n_raters=0,
+                   threshold_n_trials=0)
+        if not idx.size:
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            res = evaluation.hype_time(j.exposure[idx], j.rater[idx], confidence=confidence, n_boot=n_boot,
+                                       seed=seed)
+        for w in caught:
+            warnings.warn(f"{row['method']}, threshold exposure: {w.message}", w.category, stacklevel=2)
+        row.update(threshold_ms=res.score, threshold_ci_low=_none(res.ci_low), threshold_ci_high=_none(res.ci_high),
+                   threshold_n_raters=res.n_raters, threshold_n_trials=res.n_trials)
+    return {
+        "n_trials": int(trials.size),
+        "n_late": int((~j.counted[trials]).sum()),
+        "rule": f"{staircase.DOWN_AFTER}-down/1-up staircase per rater and method, {staircase.START_MS} ms at the "
+                f"start, {staircase.FLOOR_MS} to {staircase.CEILING_MS} ms in steps of {staircase.STEP_MS} ms",
+        "estimator": "each rater's threshold is the mean exposure over the second half of their staircase's "
+                     "trials; a method's is the mean over its raters, with a percentile bootstrap interval over "
+                     "raters",
+    }
+
+
 def build_report(judgments: Judgments, *, methods: dict[str, dict] | None = None, ci_method: str = "bootstrap",
                  confidence: float = 0.95, n_boot: int = 2000, seed: int = 0, compare_method: str = "bootstrap",
                  include_flagged: bool = False, max_fail_rate: float = 0.25, left_out: dict | None = None,
-                 published: bool = False, rater_names: dict[str, str] | None = None) -> dict:
+                 published: bool = False, rater_names: dict[str, str] | None = None,
+                 exclude_looked_away: bool = False) -> dict:
     """Score every method, compare every pair, and describe raters, classes and what was left out.
 
     ``methods`` maps a method name to its ``role`` (tested, calibration or catch) and
     ``provenance``; names not in it get the role of the registered control of that
     name, else tested. ``left_out`` counts the trials the judgments do not hold
     (practice, unanswered, not counted); by default they are counted in the
-    judgments. Raises ValueError (from `evaluation`) for invalid settings. The
-    warnings of `evaluation` (degenerate intervals, empty resamples) become the
-    report's ``notes``.
+    judgments. ``exclude_looked_away`` leaves out the scored trials during which
+    the page lost focus (``focus_lost``), from the VTT and the thresholds alike;
+    ``left_out["looked_away"]`` counts them (those of raters already left out as
+    flagged aside). Raises ValueError (from `evaluation`) for invalid settings.
+    The warnings of `evaluation` (degenerate intervals, empty resamples) become
+    the report's ``notes``.
+
+    With staircase timing (``judgments.timing``; for unknown timing, when some
+    rater's staircase of a method shows more than one exposure) every method row
+    gets ``threshold_ms`` with ``threshold_ci_low``, ``threshold_ci_high``,
+    ``threshold_n_raters`` and ``threshold_n_trials`` (`evaluation.hype_time` of
+    its staircases), and ``report["staircase"]`` describes them; otherwise these
+    are None.
     """
     j = judgments
     answered = j.answer >= 0
     catch = answered & (j.kind == CATCH)
     scored = answered & (j.kind == SCORED) & j.counted
     left = {**(_left_out(j) if left_out is None else left_out), "catch": int(catch.sum())}
+    looked_away = answered & (j.kind == SCORED) & (j.focus_lost == 1)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
@@ -444,10 +562,22 @@ def build_report(judgments: Judgments, *, methods: dict[str, dict] | None = None
         flagged = np.zeros(j.rater_labels.size, dtype=bool)
         flagged[quality.raters[quality.flagged]] = True
         excluded = scored & flagged[j.rater]
-        kept = scored if include_flagged else scored & ~excluded
+        raters_kept = np.ones(j.rater.size, dtype=bool) if include_flagged else ~flagged[j.rater]
+        looked_away_kept = scored & looked_away & raters_kept  # before the option takes them out
+        if exclude_looked_away:
+            raters_kept &= ~looked_away
+        kept = scored & raters_kept
         raters = _rater_section(j, quality, scored, catch, excluded, include_flagged, rater_names or {})
         rows = _method_rows(j, kept, methods or {}, method=ci_method, confidence=confidence, n_boot=n_boot,
                             seed=seed)
+        stair_trials = _staircase_trials(j, raters_kept)
+        stairs = None
+        if _is_staircase(j, stair_trials):
+            stairs = _thresholds(j, stair_trials, rows, confidence=confidence, n_boot=n_boot, seed=seed)
+        else:
+            for row in rows:
+                row.update(threshold_ms=None, threshold_ci_low=None, threshold_ci_high=None, threshold_n_raters=0,
+                           threshold_n_trials=0)
         comparisons = []
         if len(rows) >= 2:  # every pair of the scored methods, in table order, Holm-adjusted together
             order = [r["method"] for r in rows]
@@ -468,13 +598,17 @@ def build_report(judgments: Judgments, *, methods: dict[str, dict] | None = None
         "title": j.title, "experiment": j.experiment, "source": j.source,
         "settings": {"ci_method": ci_method, "confidence": confidence, "n_boot": n_boot, "seed": seed,
                      "compare_method": compare_method, "include_flagged": include_flagged,
-                     "max_fail_rate": float(max_fail_rate)},
+                     "max_fail_rate": float(max_fail_rate), "exclude_looked_away": exclude_looked_away},
         "n_judgments": int(kept.sum()), "n_images": int(np.unique(j.image[kept]).size),
         "n_raters": int(np.unique(j.rater[kept]).size),
         "methods": rows, "comparisons": comparisons, "raters": raters,
         "classes": _class_section(j, kept, [r["method"] for r in rows]),
         "left_out": {**left, "flagged_raters": raters["n_excluded_raters"],
-                     "judgments_of_flagged_raters": raters["n_excluded_judgments"]},
+                     "judgments_of_flagged_raters": raters["n_excluded_judgments"],
+                     "looked_away": int(looked_away_kept.sum()) if exclude_looked_away else 0},
+        # Scored judgments (of the raters kept) during which the page lost focus, left out or not.
+        "looked_away": {"n_judgments": int(looked_away_kept.sum()), "excluded": exclude_looked_away},
+        "staircase": stairs,
         "notes": notes,
     }
     if published:
@@ -482,9 +616,15 @@ def build_report(judgments: Judgments, *, methods: dict[str, dict] | None = None
     return report
 
 
+def table_fields(report: dict) -> list[str]:
+    """The columns of the per-method table: the documented fields, the thresholds with a staircase, then role."""
+    return [*TABLE_FIELDS, *(THRESHOLD_FIELDS if report.get("staircase") else []), "role"]
+
+
 def table_rows(report: dict) -> list[dict]:
-    """The per-method table: the documented fields, then role."""
-    return [{**{k: row[k] for k in TABLE_FIELDS}, "role": row["role"]} for row in report["methods"]]
+    """The per-method table, with the columns of `table_fields`."""
+    fields = table_fields(report)
+    return [{k: row[k] for k in fields} for row in report["methods"]]
 
 
 def to_json(report: dict) -> str:
@@ -586,16 +726,21 @@ def html_context(report: dict) -> dict:
     Keys of ``vtt_report``: ``title``, ``source``, ``settings`` (with ``level``, e.g.
     "95%"), ``figure`` (safe SVG), ``methods`` and ``controls`` (rows with
     formatted ``vtt_text``, ``interval_text``, ``alpha_text``), ``comparisons``,
-    ``raters`` (with ``flagged_rows``), ``left_out``, ``classes``, ``provenance``,
-    ``published`` (or None) and ``notes``; the report dict itself is ``data``.
+    ``raters`` (with ``flagged_rows``), ``left_out``, ``looked_away``, ``staircase``
+    (None without adaptive exposures; the method rows then have ``threshold_text`` and
+    ``threshold_interval_text``), ``classes``, ``provenance``, ``published`` (or None)
+    and ``notes``; the report dict itself is ``data``.
     """
     level = f"{report['settings']['confidence']:.0%}"
 
     def method_row(row):
         alpha = row.get("agreement_alpha")
+        low, high = row.get("threshold_ci_low"), row.get("threshold_ci_high")
         return {**row, "vtt_text": _pct(row["vtt"]),
                 "interval_text": f"{_pct(row['ci_low'])} to {_pct(row['ci_high'])}",
-                "alpha_text": "n/a" if alpha is None else f"{alpha:.2f}"}
+                "alpha_text": "n/a" if alpha is None else f"{alpha:.2f}",
+                "threshold_text": "n/a" if row.get("threshold_ms") is None else f"{row['threshold_ms']:.0f} ms",
+                "threshold_interval_text": "n/a" if low is None else f"{low:.0f} to {high:.0f} ms"}
 
     def p_text(p):
         return "n/a" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
@@ -639,6 +784,7 @@ def html_context(report: dict) -> dict:
                    "catch_by_method": [{**c, "accuracy_text": _pct(c["accuracy"])} for c in raters["catch_by_method"]]},
         "left_out": report["left_out"], "classes": {"methods": classes["methods"], "rows": class_rows},
         "provenance": provenance, "published": published, "notes": report["notes"],
+        "looked_away": report["looked_away"], "staircase": report["staircase"],
     }}
 
 
@@ -649,7 +795,8 @@ def render_html(report: dict) -> str:
 
 def experiment_report(experiment, *, include_flagged: bool = False, ci_method: str = "bootstrap",
                       confidence: float = 0.95, n_boot: int = 2000, seed: int = 0, compare_method: str = "bootstrap",
-                      max_fail_rate: float | None = None, published: bool = False) -> dict:
+                      max_fail_rate: float | None = None, published: bool = False,
+                      exclude_looked_away: bool = False) -> dict:
     """The report of an experiment from the database; flags use its ``catch_fail_threshold``."""
     judgments, left_out = experiment_judgments(experiment)
     if max_fail_rate is None:
@@ -658,6 +805,7 @@ def experiment_report(experiment, *, include_flagged: bool = False, ci_method: s
         judgments, methods=experiment_methods(experiment), ci_method=ci_method, confidence=confidence,
         n_boot=n_boot, seed=seed, compare_method=compare_method, include_flagged=include_flagged,
         max_fail_rate=max_fail_rate, left_out=left_out, published=published, rater_names=rater_labels(experiment),
+        exclude_looked_away=exclude_looked_away,
     )
 
 

@@ -1,13 +1,17 @@
 """Reads: what the dashboard and the report need, as plain rows."""
 from __future__ import annotations
 
+from statistics import median
+
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from .models import Experiment, Method, Slot, Trial
+from .models import Experiment, Method, Rater, Slot, Trial
 
 
-def judgments(*, experiment: Experiment, kinds: tuple[str, ...] = (Trial.Kind.SCORED,), late: bool = False) -> list[dict]:
+def judgments(
+    *, experiment: Experiment, kinds: tuple[str, ...] = (Trial.Kind.SCORED,), late: bool = False
+) -> list[dict]:
     """One dict per answered trial of ``kinds``, in rater then position order.
 
     Keys: rater, image, method, trial_kind, class_index, flagged, chose_generated,
@@ -48,7 +52,10 @@ def method_progress(*, experiment: Experiment) -> list[dict]:
 
 
 def experiment_summary(*, experiment: Experiment) -> dict:
-    """Live progress: pairs complete, raters active and finished, flagged, catch failures."""
+    """Live progress: pairs complete, raters started, active, finished, flagged and declined, catch failures.
+
+    A rater who declined consent is counted in ``raters_declined`` only, never as started or active.
+    """
     k = experiment.raters_per_pair
     pairs = Slot.objects.filter(experiment=experiment).values("colorization_id").annotate(
         filled=Count("id", filter=Q(filled=True))
@@ -56,11 +63,13 @@ def experiment_summary(*, experiment: Experiment) -> dict:
     n_pairs = pairs.count()
     complete = pairs.filter(filled__gte=k).count()
     now = timezone.now()
+    took_part = Q(declined__isnull=True)
     raters = experiment.raters.aggregate(
-        n_started=Count("id", distinct=True),
-        n_finished=Count("id", filter=Q(finished__isnull=False), distinct=True),
-        n_active=Count("id", filter=Q(finished__isnull=True, trials__lease_expires__gt=now), distinct=True),
+        n_started=Count("id", filter=took_part, distinct=True),
+        n_finished=Count("id", filter=took_part & Q(finished__isnull=False), distinct=True),
+        n_active=Count("id", filter=took_part & Q(finished__isnull=True, trials__lease_expires__gt=now), distinct=True),
         n_flagged=Count("id", filter=Q(flagged=True), distinct=True),
+        n_declined=Count("id", filter=Q(declined__isnull=False), distinct=True),
     )
     catch = Trial.objects.filter(rater__experiment=experiment, kind=Trial.Kind.CATCH, answered__isnull=False)
     failed = sum(choice != real for choice, real in catch.values_list("choice", "real_side"))
@@ -77,6 +86,53 @@ def experiment_summary(*, experiment: Experiment) -> dict:
         "catch_failed": failed,
         **{f"raters_{key[2:]}": value for key, value in raters.items()},
     }
+
+
+def _size(width, height) -> str:
+    return f"{width}\u00d7{height}" if width and height else ""
+
+
+def rater_viewing(*, experiment: Experiment) -> list[dict]:
+    """One row per rater, in order of starting: who, when, and how they saw the pairs.
+
+    Keys: ``rater`` (the panel id, or the token's first 8 characters), ``started``,
+    ``finished`` and ``declined`` (datetimes or None), ``screen`` and ``window``
+    (e.g. "1920×1080" in CSS px, "" when not reported), ``device_pixel_ratio``,
+    ``color_gamut``, ``pointer``, ``touch_points`` (None when not reported),
+    ``user_agent``, ``flagged``, and over their answered trials (practice
+    included): ``n_answered``, ``n_looked_away`` (the page lost focus),
+    ``n_fullscreen`` and ``median_display_px`` (None when no trial reported it).
+    """
+    answered = Q(trials__answered__isnull=False)
+    raters = (
+        Rater.objects.filter(experiment=experiment)
+        .annotate(
+            n_answered=Count("trials", filter=answered),
+            n_looked_away=Count("trials", filter=answered & Q(trials__focus_lost=True)),
+            n_fullscreen=Count("trials", filter=answered & Q(trials__fullscreen=True)),
+        )
+        .order_by("started", "id")
+    )
+    sizes: dict[int, list[int]] = {}
+    for rater_id, px in Trial.objects.filter(
+        rater__experiment=experiment, answered__isnull=False, display_px__isnull=False
+    ).values_list("rater_id", "display_px"):
+        sizes.setdefault(rater_id, []).append(px)
+    rows = []
+    for r in raters:
+        viewing = r.viewing if isinstance(r.viewing, dict) else {}
+        rows.append({
+            "rater": r.external_id or r.token[:8], "started": r.started, "finished": r.finished,
+            "declined": r.declined, "flagged": r.flagged,
+            "screen": _size(viewing.get("screen_width"), viewing.get("screen_height")),
+            "window": _size(viewing.get("window_width"), viewing.get("window_height")),
+            "device_pixel_ratio": viewing.get("device_pixel_ratio"), "color_gamut": viewing.get("color_gamut"),
+            "pointer": viewing.get("pointer"), "touch_points": viewing.get("touch_points"),
+            "user_agent": r.user_agent, "n_answered": r.n_answered, "n_looked_away": r.n_looked_away,
+            "n_fullscreen": r.n_fullscreen,
+            "median_display_px": median(sizes[r.pk]) if r.pk in sizes else None,
+        })
+    return rows
 
 
 def experiment_summaries() -> list[dict]:

@@ -255,6 +255,7 @@ def experiment_detail(request: HttpRequest, slug: str) -> HttpResponse:
     context = {
         "experiment": experiment,
         "summary": selectors.experiment_summary(experiment=experiment),
+        "viewing": selectors.rater_viewing(experiment=experiment),
         # 500 resamples keep the live page quick; vtt_report uses 2,000 by default.
         **report.experiment_context(experiment, n_boot=500),
     }

@@ -105,6 +105,26 @@ class Command(BaseCommand):
             "random code, e.g. 'C7F2A9B41'.",
         )
         parser.add_argument("--size", type=int, default=256, help="Side of the square images raters see (new experiments only). Default: 256.")
+        display = parser.add_argument_group("what raters see (new experiments only; the admin changes them later)")
+        display.add_argument(
+            "--display-size", type=int, metavar="PX",
+            help="Side of each image on screen in CSS pixels, 32 to 2048. Default: --size, the files' own.",
+        )
+        display.add_argument(
+            "--timing", choices=["fixed", "staircase"], default="fixed",
+            help="'fixed': every pair shown for --exposure-ms (no limit without it); 'staircase': HYPE_time, each "
+            "rater's exposure adapts between 100 and 1,000 ms and the report gives each method's threshold. "
+            "Default: fixed.",
+        )
+        display.add_argument("--exposure-ms", type=int, metavar="MS",
+                             help="Fixed timing: hide each pair after MS milliseconds (Zhang et al. 2016: 1000).")
+        display.add_argument("--desktop-only", action="store_true", help="Refuse raters on phones and tablets.")
+        display.add_argument("--require-fullscreen", action="store_true",
+                             help="Show trials only while the browser is in fullscreen mode.")
+        display.add_argument(
+            "--no-consent-code", metavar="CODE",
+            help="The panel's code for participants who do not consent (Prolific: the study's no-consent code).",
+        )
         parser.add_argument("--batch-size", type=int, default=32, help="Images per colorizer call. Default: 32.")
         parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="Where the colorizers run. Default: auto (CUDA when available).")
         parser.add_argument(
@@ -135,6 +155,16 @@ class Command(BaseCommand):
             raise CommandError(f"--completion-code must be 1 to 64 letters, digits, '-' or '_', got {code!r}")
         if not 32 <= options["size"] <= 1024:
             raise CommandError(f"--size must be between 32 and 1024, got {options['size']}")
+        if options["display_size"] is not None and not 32 <= options["display_size"] <= 2048:
+            raise CommandError(f"--display-size must be between 32 and 2048, got {options['display_size']}")
+        if options["exposure_ms"] is not None:
+            if options["timing"] == "staircase":
+                raise CommandError("--exposure-ms is the fixed timing's; the staircase sets each exposure itself")
+            if not 1 <= options["exposure_ms"] <= 600_000:
+                raise CommandError(f"--exposure-ms must be between 1 and 600000, got {options['exposure_ms']}")
+        no_consent = options["no_consent_code"]
+        if no_consent is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", no_consent):
+            raise CommandError(f"--no-consent-code must be 1 to 64 letters, digits, '-' or '_', got {no_consent!r}")
         if options["import_dir"]:
             return self._import(options)
         if options["method_name"]:
@@ -245,6 +275,12 @@ class Command(BaseCommand):
                 "raters_per_pair": options["raters_per_pair"],
                 "trials_per_rater": options["trials_per_rater"],
                 "completion_code": options["completion_code"] or new_completion_code(),
+                "display_size": options["display_size"],
+                "timing": options["timing"],
+                "exposure_ms": options["exposure_ms"],
+                "allow_mobile": not options["desktop_only"],
+                "require_fullscreen": options["require_fullscreen"],
+                "no_consent_code": options["no_consent_code"] or "",
                 "preprocessing": {**rendering.PREPROCESSING, "size": options["size"]},
             },
         )

@@ -14,7 +14,8 @@ class Command(BaseCommand):
     help = (
         "Report the VTT score of each method (the fraction of scored trials in which the rater picked the "
         "colorized image; a perfect method scores 50%) with confidence intervals, pairwise comparisons, rater "
-        "quality and exclusions, from an experiment in the database or from a CSV of judgments."
+        "quality and exclusions (and, with adaptive exposures, each method's HYPE_time threshold exposure), from an "
+        "experiment in the database or from a CSV of judgments."
     )
     # A read-only report: the system checks would import the whole site (views, colorizers, torch) for nothing.
     requires_system_checks: list[str] = []
@@ -26,7 +27,8 @@ class Command(BaseCommand):
             "--judgments-csv", metavar="FILE",
             help="CSV of judgments: the platform's export, or any CSV with the columns rater, image, method, "
             "chose_generated (1, 0, blank if unanswered) and optionally trial_kind (scored, catch, practice), "
-            "class_index, counted.",
+            "class_index, counted, position, exposure_ms, focus_lost. Thresholds are reported when some rater's "
+            "trials of a method show more than one exposure (a staircase).",
         )
         parser.add_argument(
             "--ci-method", choices=["bootstrap", "wilson"], default="bootstrap",
@@ -44,6 +46,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--include-flagged", action="store_true",
             help="Keep the raters flagged by their catch trials (by default they and their judgments are left out).",
+        )
+        parser.add_argument(
+            "--exclude-looked-away", action="store_true",
+            help="Leave out the scored trials during which the page lost focus or was hidden (focus_lost), from the "
+            "VTT and the thresholds; the report says how many. By default they are kept and counted.",
         )
         parser.add_argument(
             "--catch-fail-threshold", type=float, metavar="RATE",
@@ -72,6 +79,7 @@ class Command(BaseCommand):
             ci_method=options["ci_method"], confidence=options["confidence"], n_boot=options["n_boot"],
             seed=options["seed"], compare_method=options["compare_method"],
             include_flagged=options["include_flagged"], published=options["published"],
+            exclude_looked_away=options["exclude_looked_away"],
         )
         try:
             if options["experiment"] is not None:
@@ -94,7 +102,7 @@ class Command(BaseCommand):
         if fmt == "json":
             self.stdout.write(report.to_json(data))
         elif fmt == "csv":
-            writer = csv.DictWriter(self.stdout, fieldnames=[*report.TABLE_FIELDS, "role"], lineterminator="\n")
+            writer = csv.DictWriter(self.stdout, fieldnames=report.table_fields(data), lineterminator="\n")
             writer.writeheader()
             writer.writerows(report.table_rows(data))
         else:
@@ -137,16 +145,34 @@ class Command(BaseCommand):
             w(flagged)
             w(f"not scored: {left['practice']} practice, {left['unanswered']} unanswered, "
               f"{left['not_counted']} late (pair already complete), {left['catch']} catch trials (rater quality only)")
+            away = data["looked_away"]
+            if away["excluded"]:
+                w(f"looked away: left out {left['looked_away']} scored trial(s) during which the page lost focus")
+            elif away["n_judgments"]:
+                w(f"looked away: {away['n_judgments']} scored trial(s) during which the page lost focus are kept "
+                  "(--exclude-looked-away leaves them out)")
+            if data["staircase"]:
+                st = data["staircase"]
+                w(f"threshold: exposure in ms ({st['rule']}); {st['estimator']}; {st['n_trials']} staircase "
+                  f"trials, {st['n_late']} of them late answers")
             w("")
+        stairs = bool(data["staircase"])
+        threshold_head = f"{'threshold':>9}  {level + ' interval':<12} " if stairs else ""
         w(f"{'method':<20} {'trials':>7} {'images':>7} {'raters':>7} {'VTT':>7}  {level + ' interval':<18} "
-          f"{'alpha':>6}  role")
+          f"{threshold_head}{'alpha':>6}  role")
         for i, row in enumerate(data["methods"]):
             if row["is_control"] and (i == 0 or not data["methods"][i - 1]["is_control"]):
                 w("controls:")
             interval = (f"[{row['ci_low']:.1%}, {row['ci_high']:.1%}]" if row["ci_low"] is not None else "n/a")
             alpha = "n/a" if row["agreement_alpha"] is None else f"{row['agreement_alpha']:.2f}"
+            threshold = ""
+            if stairs:
+                ms = "n/a" if row["threshold_ms"] is None else f"{row['threshold_ms']:.0f}ms"
+                ms_interval = ("n/a" if row["threshold_ci_low"] is None else
+                               f"[{row['threshold_ci_low']:.0f}, {row['threshold_ci_high']:.0f}]")
+                threshold = f"{ms:>9}  {ms_interval:<12} "
             w(f"{row['method']:<20} {row['n_trials']:>7} {row['n_images']:>7} {row['n_raters']:>7} "
-              f"{row['vtt']:>7.1%}  {interval:<18} {alpha:>6}  {row['role']}")
+              f"{row['vtt']:>7.1%}  {interval:<18} {threshold}{alpha:>6}  {row['role']}")
         if data["comparisons"]:
             w("")
             w(f"Differences (first - second, percentage points), {level} paired bootstrap intervals, p-values "
