@@ -294,3 +294,31 @@ def test_a_staircase_session_moves_the_exposure(browser, live_server, media_root
     page.wait_for_url("**/done/")
     exposures = list(Trial.objects.order_by("position").values_list("exposure_ms", flat=True))
     assert exposures == [500, 500, 500, 450, 450]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_experiment_can_require_fullscreen(browser, live_server, media_root, photo_dir, mean_chroma_checkpoint):
+    """No trial until the browser is in fullscreen; leaving it hides the pair again; the trial records it."""
+    open_experiment("f", photo_dir, mean_chroma_checkpoint, trials_per_rater=3, require_fullscreen=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(f"{live_server.url}/e/f/")
+    page.click("button.start")
+    page.wait_for_selector("#fullscreen:not([hidden])")
+    assert page.is_hidden("#pair") and page.get_attribute("#pair", "data-ready") is None
+    page.click("#enter-fullscreen")
+    page.wait_for_selector("#pair[data-ready]")
+    first = page.input_value("input[name=trial]")
+    page.keyboard.press("f")
+    page.wait_for_function("t => document.querySelector('input[name=trial]').value !== t", arg=first)
+    page.wait_for_selector("#pair[data-ready]")
+    second = page.input_value("input[name=trial]")
+    page.evaluate("() => document.exitFullscreen()")
+    page.wait_for_selector("#fullscreen:not([hidden])")
+    assert page.is_hidden("#pair")
+    page.click("#enter-fullscreen")  # back: the same trial again, from the start
+    page.wait_for_selector("#pair[data-ready]")
+    assert page.input_value("input[name=trial]") == second
+    page.keyboard.press("j")
+    page.wait_for_function("t => document.querySelector('input[name=trial]').value !== t", arg=second)
+    assert Trial.objects.get(token=first).fullscreen is True
+    assert Trial.objects.get(token=second).fullscreen is False  # it left fullscreen while this trial was shown

@@ -37,6 +37,7 @@
   let timers = [];
   let lookedAway = false;   // the page lost focus or visibility during this trial
   let stayedFullscreen = false;
+  let leftFullscreen = null;  // token of a trial during which the browser left fullscreen
   let displayed = null;
   const decoded = new Map();  // url -> Promise of a decoded image
 
@@ -201,7 +202,7 @@
     body.append("response_ms", Math.round(performance.now() - shownAt));
     body.append("display_px", displayed === null ? "" : Math.round(displayed));
     body.append("focus_lost", lookedAway ? "1" : "0");
-    body.append("fullscreen", stayedFullscreen && isFullscreen() ? "1" : "0");
+    body.append("fullscreen", stayedFullscreen && isFullscreen() && leftFullscreen !== current.token ? "1" : "0");
     const wasPractice = current.practice;
     post(body, 0).then(function (result) {
       if (!result.ok) {
@@ -237,7 +238,10 @@
   window.addEventListener("blur", away);
   document.addEventListener("visibilitychange", function () { if (document.visibilityState === "hidden") away(); });
   document.addEventListener("fullscreenchange", function () {
-    if (!isFullscreen()) stayedFullscreen = false;
+    if (!isFullscreen()) {
+      stayedFullscreen = false;
+      if (current && (shownAt !== null || form.dataset.exposed)) leftFullscreen = current.token;
+    }
     if (state.fullscreen) { showing++; clearTimers(); shownAt = null; present(); }
   });
   let resizing = null;
