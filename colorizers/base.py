@@ -53,6 +53,10 @@ class Colorizer(nn.Module):
     needs_reference: ClassVar[bool] = False
     #: True when `from_checkpoint` needs a file (a trained model); False for fixed controls
     needs_checkpoint: ClassVar[bool] = False
+    #: Inference settings `from_checkpoint` accepts as keyword arguments (e.g. a decoding
+    #: temperature), each described for ``--help``; they never change the architecture,
+    #: and `params` records the value used.
+    inference_options: ClassVar[dict[str, str]] = {}
 
     def params(self) -> dict[str, Any]:
         """JSON-serialisable configuration recorded beside every colorization."""
@@ -60,10 +64,23 @@ class Colorizer(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: str | None = None, **kwargs: Any) -> "Colorizer":
-        """Build the model and load its weights from ``path`` (if it takes any)."""
+        """Build the model and load its weights from ``path`` (if it takes any).
+
+        ``kwargs`` are inference settings (`inference_options`); anything else is a TypeError.
+        """
         if path is not None and not cls.needs_checkpoint:
             raise ValueError(f"colorizer {cls.name!r} takes no checkpoint, got {path!r}")
+        cls.check_inference_options(kwargs)
         return cls(**kwargs)
+
+    @classmethod
+    def check_inference_options(cls, settings: dict[str, Any]) -> None:
+        """TypeError naming what is not an inference setting of this colorizer."""
+        unknown = sorted(set(settings) - set(cls.inference_options))
+        if unknown:
+            known = ", ".join(cls.inference_options) or "none"
+            raise TypeError(f"{cls.name!r} has no inference setting {', '.join(map(repr, unknown))} "
+                            f"(its settings: {known})")
 
     @torch.no_grad()
     def colorize(

@@ -140,21 +140,23 @@ class TrainableColorizer(Colorizer):
     def from_checkpoint(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> "TrainableColorizer":
         """Build the model from a checkpoint written by `train`; its config comes from the file.
 
+        ``kwargs`` are inference settings (`inference_options`, e.g. a decoding
+        temperature) that replace the checkpoint's; anything else is a TypeError.
         Raises CheckpointError, naming ``path``, for a missing or unreadable file,
-        a checkpoint of another model, or weights that do not fit the config.
+        a checkpoint of another model, or weights that do not fit the config (a bad
+        setting's value included).
         """
         if path is None:
             raise ValueError(f"colorizer {cls.name!r} needs a checkpoint path")
-        if kwargs:
-            raise TypeError(f"{cls.name!r} takes its configuration from the checkpoint, "
-                            f"got keyword arguments {sorted(kwargs)}")
-        return cls.from_loaded(load_checkpoint(path, expected_model=cls.name), path)
+        cls.check_inference_options(kwargs)
+        return cls.from_loaded(load_checkpoint(path, expected_model=cls.name), path, **kwargs)
 
     @classmethod
-    def from_loaded(cls, ckpt: Mapping[str, Any], path: str | os.PathLike[str]) -> "TrainableColorizer":
-        """Build from a checkpoint dict already read by `load_checkpoint`."""
+    def from_loaded(cls, ckpt: Mapping[str, Any], path: str | os.PathLike[str], **overrides: Any) -> "TrainableColorizer":
+        """Build from a checkpoint dict already read by `load_checkpoint`; ``overrides`` are inference settings."""
+        cls.check_inference_options(overrides)
         try:
-            model = cls(**ckpt["config"])
+            model = cls(**{**ckpt["config"], **overrides})
             model.load_state_dict(ckpt["state_dict"], strict=True)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{path} does not fit {cls.name!r}: {exc}") from exc
