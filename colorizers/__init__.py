@@ -14,6 +14,6 @@ from . import royer2017  # noqa: F401  (registers royer2017)
 from . import liang2016  # noqa: F401  (registers liang2016)
 from . import pixcolor  # noqa: F401  (registers pixcolor)
 from .base import Colorizer, ColorizerInfo
-from .registry import get_colorizer, list_colorizers, register
+from .registry import describe_inference_options, get_colorizer, list_colorizers, register
 
-__all__ = ["Colorizer", "ColorizerInfo", "register", "get_colorizer", "list_colorizers"]
+__all__ = ["Colorizer", "ColorizerInfo", "register", "get_colorizer", "list_colorizers", "describe_inference_options"]

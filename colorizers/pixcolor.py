@@ -22,43 +22,114 @@ Pipeline of `PixColor.colorize` (L* of any size in, a*b* of the same size out)::
 The refinement network returns chroma only: the luminance of the result is the gray
 image's, exactly (the platform then puts the source's own L* back).
 
-Choices where the paper leaves room (and departures from it):
+Choices: every departure from the paper, and every detail it leaves open, with its reason.
+
+Conditioning network
+
+* Pretrained trunk (faithful only with ``trunk_weights``): the paper conditions on an
+  ImageNet-pretrained ResNet-101. ``trunk_weights`` names a torchvision-layout state dict
+  (e.g. torchvision's ResNet-101 ImageNet weights) that training starts the trunk from;
+  without it the trunk trains from scratch, a departure from the paper that
+  `configure_optimizers` warns about (``UserWarning``) and that the configuration records
+  as ``trunk_init="scratch"`` (``"pretrained"`` otherwise), in `params` and so in every
+  checkpoint and beside every colorization. The demo model is trained from scratch: no
+  ImageNet weights are shipped, and 20 photos are its whole training set.
+* Stride of stage 1: Table 2 gives "3 ResNet blocks 3x3 strides 2,1,1", a stride-2 first
+  block after the 7x7 stride-2 stem. The trunk has torchvision's layout instead: a 3x3
+  stride-2 max-pool after the stem, and stage 1 at stride 1. The feature sizes are the
+  same (56x56 after stage 1 at 224); the reason is that torchvision's ImageNet weights
+  were trained with the max-pool and load key for key only into that layout.
+* Stride placement: torchvision's "ResNet v1.5" puts a block's stride on its 3x3 conv
+  (Table 2 says "3x3 strides"; He et al.'s original ResNet strides the first 1x1 conv).
+* Stage 3 at stride 1 (Table 2: "23 blocks stride 1"; torchvision: stride 2). No weight
+  changes shape, so ImageNet weights still load, but that stage was pretrained at
+  stride 2 and runs here without dilation (Table 2 names none), on 28x28 instead of
+  14x14 features.
+* After the trunk, Table 2's "3x Conv2D 3x3 s1 64": 3x3 conv + BatchNorm + ReLU twice,
+  then a plain 3x3 conv (Table 2 names no normalisation or activation). The gray image
+  is normalised with the ImageNet mean and deviation that torchvision's weights expect.
+* "Gradient multiplier engaged at 100,000 steps" (Table 2) has two readings:
+  (a) the multiplier on the trunk's gradient is 0 until step 100,000 and 1 after: the
+  pretrained trunk is frozen while the randomly initialised networks above it learn,
+  and then fine-tuned with them ("engaged" = the trunk's gradient is switched on);
+  (b) the trunk trains normally until step 100,000 and from then on its gradient is
+  scaled by some multiplier (e.g. below 1, to slow its fine-tuning).
+  Implemented: (a), as train config ``trunk_frozen_steps`` (100,000; the trunk is also
+  kept in eval mode, so its BatchNorm statistics stay ImageNet's while frozen). Why:
+  protecting pretrained features from the large early gradients of freshly initialised
+  layers is the usual purpose of such a schedule, and reading (b) needs a multiplier
+  value that the paper does not give. A trunk trained from scratch has no features to
+  protect, so it trains from step 0 and the schedule does not apply; the warning above
+  says so, and ``trunk_init="scratch"`` records it.
+
+Data and targets
 
 * Gray input: the gray the model sees at test time is the sRGB gray of the source's L*
-  (the BT.601 Y of ``lab_to_rgb(L*, 0, 0)`` in each of R, G, B); training derives it the
-  same way from each photo's L*, and the targets are the photo's own Cb, Cr. Training images
-  are centre-cropped to a square and resized (bilinear, antialiased) to the working size.
+  (the BT.601 Y of ``lab_to_rgb(L*, 0, 0)`` in each of R, G, B), replicated into Table
+  2's three input channels; training derives it the same way from each photo's L*, and
+  the targets are the photo's own Cb, Cr (full-range BT.601 YCbCr, Cb, Cr in [-0.5,
+  0.5]). The paper gives neither the YCbCr variant nor how the gray is made; this way
+  the gray at training and at test time come from the same L*.
+* Training images are centre-cropped to a square and resized (bilinear, antialiased) to
+  the working size; at test time an image of any shape is resized (not cropped) to the
+  224x224 square and the chroma resized back, so nothing is cut off (the paper does not
+  say how it handles other shapes).
 * Chroma grid: Cb and Cr of the working-size image averaged over 8x8 cells (the
   conditioning network's output stride), quantized to ``bins`` equal cells of
-  [-0.5, 0.5]; a bin stands for its centre. The refinement network is trained on the
-  quantized ground truth, the values it is fed at test time.
-* PixelCNN: van den Oord et al.'s gated PixelCNN with vertical and horizontal stacks (no
-  blind spot); the conditioning map is added to every gated block's gates through 1x1
-  convolutions. Inputs are bin centres scaled to [-1, 1].
-* Conditioning network: after the trunk, 3x3 conv + BatchNorm + ReLU twice, then a plain
-  3x3 conv. The gray image is normalised with the ImageNet mean and deviation that
-  torchvision's ResNet weights expect.
-* "Gradient multiplier engaged at 100,000 steps" (Table 2): read as: a trunk loaded
-  from ImageNet weights (``trunk_weights``) gets no gradient (multiplier
-  0, the trunk frozen in eval mode) for the first ``trunk_frozen_steps`` steps, then
-  trains with the rest (multiplier 1). A trunk trained from scratch trains from step 0.
-* Refinement network: Table 2's layers, each 3x3/5x5 conv followed by BatchNorm and
-  ReLU; the first bilinear upsampling is x8 (7 -> 56 for 224), the second x4, so the
-  output is chroma at the working size (Table 2 gives no factors). Input: Y and
-  the upsampled Cb, Cr, each scaled to [-1, 1]; output halved into YCbCr units.
+  [-0.5, 0.5]; a bin stands for its centre (the paper gives neither the downsampling
+  nor the bin edges).
 * "Colorness threshold" 0.05 (Table 2, undefined there): read as the mean chroma
   magnitude sqrt(Cb^2 + Cr^2) of a photo, with Cb and Cr scaled to [-1, 1] (the scale the
   PixelCNN sees); photos below it are left out of both losses, so nearly gray photos
   teach nothing. (On the 20 demo training photos it ranges from about 0.05 to 0.63.)
+
+PixelCNN
+
+* Van den Oord et al.'s gated PixelCNN with vertical and horizontal stacks (no blind
+  spot); Table 2's "masked Conv2D 7x7" input layer is the two stacks' input convolutions,
+  whose sum is exactly a 7x7 mask-A convolution. The conditioning map is added to every
+  gated block's gates through 1x1 convolutions (Table 2 does not say how it enters).
+  Inputs are bin centres scaled to [-1, 1]. Cr is modelled before Cb at each pixel, as
+  the paper's factorisation p(y_i,r | y_<i, x) p(y_i,b | y_i,r, y_<i, x).
+
+Refinement network
+
+* Table 2's layers, each 3x3/5x5 conv followed by BatchNorm and ReLU (Table 2 names
+  none); the first bilinear upsampling is x8 (7 -> 56 for 224), the second x4, so the
+  output is chroma at the working size (Table 2 gives no factors). Input: Y and the
+  upsampled Cb, Cr, each scaled to [-1, 1]; output halved into YCbCr units. It outputs
+  chroma only; the result's luminance is the gray image's.
+* Trained on the *quantized* ground-truth 28x28 chroma (the bin centres), the values it
+  is fed at test time; the paper says "ground-truth chroma" without saying whether
+  quantized.
+
+Training
+
+* Adam with beta1 0.9 (Table 2) and beta2 0.999, epsilon 1e-8 (PyTorch's defaults; not
+  given); lr 3e-4 constant (no schedule is given); 360,000 steps of batch 64.
+* Batch 64 on one device, where the paper ran 8 GPUs x 8 synchronously: the gradient is
+  the same, but BatchNorm sees all 64 images rather than (presumably) 8 per replica.
+* Both networks train in the same step on the same batch, each with its own loss and
+  Adam; no gradient crosses between them, so they are trained independently as the
+  paper says, only in one run.
 * Initialisation: He (Kaiming) normal for the convolutions followed by BatchNorm, as
   torchvision's ResNet; PyTorch's defaults in the PixelCNN. Table 2's truncated normal
   of standard deviation 0.1 would saturate the gates of a PixelCNN without
   normalisation.
-* Sampling: Gumbel-max with the logits divided by ``temperature``; all noise is drawn
-  per image from its own generator before sampling (`colorizers.pixelcnn.gumbel_noise`).
-  With ``generator=None`` the global RNG is used. The cached sampler is the default; the
-  naive one (``sampler="naive"``) draws the same samples (in float32, up to a rare bin
-  where rounding breaks a near-tie differently) with 1,568 passes of the whole PixelCNN.
+
+Sampling (inference settings, `PixColor.inference_options`)
+
+* Gumbel-max with the logits divided by ``temperature`` (1, the default, samples the
+  model's distribution; the paper does not name a temperature); all noise is drawn per
+  image from its own generator before sampling (`colorizers.pixelcnn.gumbel_noise`), so
+  an image's sample depends on its seed alone. With ``generator=None`` the global RNG is
+  used. The cached sampler (Ramachandran et al. 2017; not in the paper) is the default;
+  the naive one (``sampler="naive"``) draws the same samples (in float32, up to a rare
+  bin where rounding breaks a near-tie differently) with 1,568 passes of the whole
+  PixelCNN. ``tests/test_pixelcnn.py`` checks that both draw from the model's
+  distribution (total variation against its exact per-pixel probabilities).
+* The result is converted from YCbCr to CIE a*b* for the platform (see
+  `colorizers.base`).
 
 Default configuration (`PixColor()`, Table 2): 62,984,066 parameters: the conditioning
 network 28,199,296 (its ResNet-101 trunk 27,535,424), the PixelCNN 1,987,328 and the
@@ -76,7 +147,9 @@ P. Ramachandran et al., "Fast Generation for Convolutional Autoregressive Models
 from __future__ import annotations
 
 import math
+import numbers
 import os
+import warnings
 from typing import Any, Sequence
 
 import torch
@@ -95,7 +168,8 @@ __all__ = ["PixColor", "ConditioningNetwork", "RefinementNetwork", "REFINEMENT_L
 STRIDE = 8                                   # working size / chroma grid size
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-INFERENCE_OPTIONS = ("temperature", "sampler", "cuda_graph")
+SAMPLERS = ("cached", "naive")
+TRUNK_INITS = ("scratch", "pretrained")
 
 #: Table 2's refinement network: (output channels at width 64, kernel, stride) per conv,
 #: ("up", factor) for bilinear upsampling; a final 1x1 conv to 2 channels follows. The
@@ -224,14 +298,26 @@ class PixColor(Colorizer):
     trunk_weights : a torchvision-layout ResNet state dict file (e.g. torchvision's
         ResNet-101 ImageNet weights) that the trunk starts from when training begins
         (`configure_optimizers` reads it, also when a run resumes, before the checkpoint's
-        weights replace it); None trains it from scratch. A trained checkpoint holds the
-        weights, so colorizing never reads the file: the path is provenance.
-    temperature : divides the logits when sampling (1 samples the model).
-    sampler : ``"cached"`` (default) or ``"naive"`` (one PixelCNN pass per pixel and channel).
-    cuda_graph : on CUDA, replay the cached sampler's row step as a CUDA graph.
+        weights replace it); None trains it from scratch, unlike the paper (a warning at
+        training time). A trained checkpoint holds the weights, so colorizing never reads
+        the file: the path is provenance.
+    trunk_init : provenance of the trunk's starting weights, recorded in `params`:
+        ``"pretrained"`` (from ``trunk_weights`` or `load_trunk_weights`) or ``"scratch"``
+        (the paper's gradient-multiplier schedule then does not apply). None (default)
+        derives it from ``trunk_weights``, which is also how a checkpoint written before
+        this setting existed is read; ``"scratch"`` together with ``trunk_weights`` is
+        refused.
+    temperature, sampler, cuda_graph : the inference settings (`inference_options`).
     """
 
     needs_checkpoint = True
+    inference_options = {
+        "temperature": "float > 0, default 1: divides the PixelCNN's logits when sampling (1 samples the model; "
+                       "lower is more conservative)",
+        "sampler": "'cached' (default) or 'naive': the cached sampler, or one PixelCNN pass per pixel and channel "
+                   "(the same samples, far slower)",
+        "cuda_graph": "true (default) or false: on CUDA, replay the cached sampler's row step as a CUDA graph",
+    }
 
     def __init__(
         self,
@@ -248,6 +334,7 @@ class PixColor(Colorizer):
         bins: int = 32,
         refine_width: int = 64,
         trunk_weights: str | None = None,
+        trunk_init: str | None = None,
         temperature: float = 1.0,
         sampler: str = "cached",
         cuda_graph: bool = True,
@@ -255,10 +342,13 @@ class PixColor(Colorizer):
         super().__init__()
         if not isinstance(image_size, int) or image_size < 32 or image_size % 32:
             raise ValueError(f"`image_size` must be a positive multiple of 32, got {image_size!r}")
-        if not temperature > 0:
-            raise ValueError(f"`temperature` must be positive, got {temperature!r}")
-        if sampler not in ("cached", "naive"):
-            raise ValueError(f"`sampler` must be 'cached' or 'naive', got {sampler!r}")
+        self.check_inference_values({"temperature": temperature, "sampler": sampler, "cuda_graph": cuda_graph})
+        if trunk_init is None:
+            trunk_init = "scratch" if trunk_weights is None else "pretrained"
+        if trunk_init not in TRUNK_INITS:
+            raise ValueError(f"`trunk_init` must be 'scratch' or 'pretrained', got {trunk_init!r}")
+        if trunk_init == "scratch" and trunk_weights is not None:
+            raise ValueError(f"`trunk_init` 'scratch' contradicts `trunk_weights` {trunk_weights!r}")
         if refine_width < 1:
             raise ValueError(f"`refine_width` must be positive, got {refine_width!r}")
         self.config: dict[str, Any] = {
@@ -268,6 +358,7 @@ class PixColor(Colorizer):
             "first_kernel": first_kernel, "block_kernel": block_kernel, "hidden": hidden,
             "bins": bins, "refine_width": refine_width,
             "trunk_weights": None if trunk_weights is None else str(trunk_weights),
+            "trunk_init": trunk_init,
             "temperature": float(temperature),
             "sampler": sampler, "cuda_graph": bool(cuda_graph),
         }
@@ -279,10 +370,23 @@ class PixColor(Colorizer):
         )
         self.refinement = RefinementNetwork(refine_width)
         self._train_config: dict[str, Any] = {}
-        self._trunk_pretrained = False
 
     def params(self) -> dict[str, Any]:
+        """The configuration: architecture, trunk provenance (``trunk_weights``, ``trunk_init``), inference settings."""
         return dict(self.config)
+
+    @classmethod
+    def check_inference_values(cls, settings: dict[str, Any]) -> None:
+        """ValueError naming an inference setting whose value is not allowed (names: `check_inference_options`)."""
+        cls.check_inference_options(settings)
+        if "temperature" in settings:
+            t = settings["temperature"]
+            if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 < t < math.inf:
+                raise ValueError(f"`temperature` must be a positive number, got {t!r}")
+        if "sampler" in settings and settings["sampler"] not in SAMPLERS:
+            raise ValueError(f"`sampler` must be 'cached' or 'naive', got {settings['sampler']!r}")
+        if "cuda_graph" in settings and not isinstance(settings["cuda_graph"], bool):
+            raise ValueError(f"`cuda_graph` must be true or false, got {settings['cuda_graph']!r}")
 
     @classmethod
     def demo_config(cls) -> dict[str, Any]:
@@ -356,7 +460,8 @@ class PixColor(Colorizer):
             raise ValueError(f"`n_samples` must be at least 1, got {n_samples}")
         B, _, H, W = L.shape
         temperature = self.config["temperature"] if temperature is None else temperature
-        sampler = sampler or self.config["sampler"]
+        sampler = self.config["sampler"] if sampler is None else sampler
+        self.check_inference_values({"temperature": temperature, "sampler": sampler})
         dtype = next(self.parameters()).dtype
         was_training = self.training
         self.eval()
@@ -390,8 +495,9 @@ class PixColor(Colorizer):
 
         ``crop`` 224: the trainer's random crops have Table 2's working size (crops of
         another size are resized to ``image_size`` by `prepare_batch`).
-        ``trunk_frozen_steps``: steps during which a trunk started from ``trunk_weights``
-        gets no gradient (Table 2's gradient multiplier, engaged at 100,000 steps).
+        ``trunk_frozen_steps``: steps during which a pretrained trunk gets no gradient
+        (Table 2's gradient multiplier, engaged at 100,000 steps; reading (a) of the module
+        docstring). A trunk from scratch trains from step 0.
         """
         return {"lr": 3e-4, "betas": [0.9, 0.999], "batch_size": 64, "steps": 360_000, "crop": 224,
                 "colorness_threshold": 0.05, "trunk_frozen_steps": 100_000}
@@ -400,12 +506,21 @@ class PixColor(Colorizer):
         """Two Adams, trained independently: the conditioning net with the PixelCNN, and the refinement net.
 
         Training starts here, so the trunk is loaded from ``trunk_weights`` (when the model
-        has them) before the optimizers are made.
+        has them) before the optimizers are made. Without them the trunk trains from
+        scratch, unlike the paper: a UserWarning says so (``trunk_init`` records it).
         """
         cfg = {**self.default_train_config(), **config}
         self._train_config = cfg
         if self.config["trunk_weights"]:
             self.load_trunk_weights(self.config["trunk_weights"])
+        elif self.config["trunk_init"] == "scratch":
+            warnings.warn(
+                "pixcolor: TRAINING THE RESNET TRUNK FROM SCRATCH (no trunk_weights). The paper conditions on an "
+                "ImageNet-pretrained ResNet-101 and freezes it for the first trunk_frozen_steps "
+                f"({cfg['trunk_frozen_steps']:,}); a trunk from scratch trains from step 0 instead. The checkpoint "
+                "and every colorization record trunk_init='scratch'. For the paper's recipe pass "
+                "--config trunk_weights=PATH (torchvision's resnet101 state dict).",
+                UserWarning, stacklevel=2)
         adam = dict(lr=cfg["lr"], betas=tuple(cfg["betas"]))
         pixelcnn = [*self.conditioning.parameters(), *self.pixelcnn.parameters()]
         return {
@@ -414,9 +529,15 @@ class PixColor(Colorizer):
         }
 
     def load_trunk_weights(self, source: str | os.PathLike[str] | dict[str, torch.Tensor]) -> None:
-        """Start the trunk from torchvision-layout ResNet weights (`colorizers.resnet.load_torchvision_weights`)."""
+        """Start the trunk from torchvision-layout ResNet weights (`colorizers.resnet.load_torchvision_weights`).
+
+        Recorded in `params`: ``trunk_init`` becomes ``"pretrained"`` and, for a file,
+        ``trunk_weights`` its path (a state dict passed in memory leaves no path).
+        """
         load_torchvision_weights(self.conditioning.trunk, source)
-        self._trunk_pretrained = True
+        self.config["trunk_init"] = "pretrained"
+        if isinstance(source, (str, os.PathLike)):
+            self.config["trunk_weights"] = str(source)
 
     def prepare_batch(self, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
         """sRGB photos (B, 3, H, W) in [0, 1] -> what the networks see and predict.
@@ -446,7 +567,7 @@ class PixColor(Colorizer):
             colorness = (2 * data["cbcr"]).square().sum(1).sqrt().flatten(1).mean(1)   # (B,)
             keep = (colorness >= cfg["colorness_threshold"]).to(data["cbcr"].dtype)
         n_keep = float(keep.sum())
-        train_trunk = not (self._trunk_pretrained and step < cfg["trunk_frozen_steps"])
+        train_trunk = not (self.config["trunk_init"] == "pretrained" and step < cfg["trunk_frozen_steps"])
 
         def weighted(per_image: torch.Tensor) -> torch.Tensor:
             return (per_image * keep).sum() / max(n_keep, 1.0)
@@ -480,16 +601,16 @@ class PixColor(Colorizer):
     def from_checkpoint(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> "PixColor":
         """Build the model from the checkpoint's configuration and load its weights (strict).
 
-        ``overrides`` may change the inference options (temperature, sampler, cuda_graph);
-        anything else raises TypeError. Every problem with the file, a configuration or
-        weights that do not fit included, raises CheckpointError naming it.
+        ``overrides`` are inference settings (`inference_options`: temperature, sampler,
+        cuda_graph) that replace the checkpoint's and are recorded in `params`; another
+        name raises TypeError, a bad value ValueError, both before the file is read.
+        Every problem with the file, a configuration or weights that do not fit included,
+        raises CheckpointError naming it. A checkpoint written before ``trunk_init``
+        existed gets it from its ``trunk_weights`` (None: ``"scratch"``).
         """
         if path is None:
             raise ValueError(f"colorizer {cls.name!r} needs a checkpoint path")
-        unknown = sorted(set(overrides) - set(INFERENCE_OPTIONS))
-        if unknown:
-            raise TypeError(f"{cls.name!r} takes its architecture from the checkpoint; "
-                            f"only {', '.join(INFERENCE_OPTIONS)} may be overridden, got {unknown}")
+        cls.check_inference_values(overrides)
         ckpt = load_checkpoint(path, expected_model=cls.name)
         try:
             model = cls(**{**ckpt["config"], **overrides})

@@ -5,7 +5,7 @@ from typing import Callable, TypeVar
 
 from .base import Colorizer
 
-__all__ = ["register", "get_colorizer", "list_colorizers"]
+__all__ = ["register", "get_colorizer", "list_colorizers", "describe_inference_options"]
 
 _REGISTRY: dict[str, type[Colorizer]] = {}
 C = TypeVar("C", bound=type[Colorizer])
@@ -36,3 +36,10 @@ def get_colorizer(name: str) -> type[Colorizer]:
 def list_colorizers() -> list[str]:
     """Registered names, sorted."""
     return sorted(_REGISTRY)
+
+
+def describe_inference_options(prefix: str = "  ") -> str:
+    """One line per inference setting of every registered colorizer, ``NAME.KEY: what it does``, for --help."""
+    lines = [f"{prefix}{name}.{key}: {text}" for name in list_colorizers()
+             for key, text in get_colorizer(name).inference_options.items()]
+    return "\n".join(lines) or f"{prefix}(none)"

@@ -6,6 +6,12 @@ torchvision's "ResNet v1.5" puts it. Only the stem and the first three stages ar
 built (PixColor's "ResNet-101 up to block 3", Table 2 of Guadarrama et al. 2017), and
 the third stage keeps stride 1, so a 224x224 input gives 28x28 features.
 
+Departures from Table 2's trunk, for torchvision's weights (PixColor's docstring lists
+them with the rest): Table 2's first stage has strides 2,1,1 (a stride-2 first block
+after the 7x7 stride-2 stem); here, as in torchvision, a 3x3 stride-2 max-pool follows
+the stem and the first stage has stride 1, the same 56x56 at 224 in. The third stage
+has stride 1 (torchvision's has 2), without dilation.
+
 Modules carry torchvision's names (``conv1``, ``bn1``, ``layer1.0.conv1``, ...,
 ``layer3.22.downsample.1``), so `load_torchvision_weights` copies a torchvision
 ``resnet101`` state dict into the trunk key for key. Stride 1 instead of 2 in
@@ -82,7 +88,7 @@ class ResNetTrunk(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         inplanes = width
         stages = []
-        # Table 2's strides: 2 before stage 1 (torchvision's max-pool), 2 in stage 2, 1 in stage 3
+        # strides: 2 before stage 1 (the max-pool, for Table 2's stride-2 first block), 2 in stage 2, 1 in stage 3
         for planes, blocks, stride in zip((width, 2 * width, 4 * width), layers, (1, 2, 1)):
             stage = [Bottleneck(inplanes, planes, stride)]
             inplanes = planes * Bottleneck.expansion

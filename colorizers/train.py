@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
-from . import get_colorizer
+from . import describe_inference_options, get_colorizer
 from .checkpoint import sha256_file
 from .training import (  # noqa: F401  (re-exported: the names this command always offered)
     DEMO_DIR, IMAGE_SUFFIXES, TrainError, data_hash, demo_train_files, folder_files, is_trainable, load_image,
@@ -43,6 +43,19 @@ from .training import (  # noqa: F401  (re-exported: the names this command alwa
 TRAINING_ONLY = {"steps": None, "batch_size": None, "crop": None, "resize": None, "lr": None, "config": [],
                  "resume": None, "save_every": 0}
 OPTIONS = ("model", "data", "out", "size", "device", "seed", "workers", *TRAINING_ONLY)
+
+
+def SETTINGS_EPILOG() -> str:  # noqa: N802 (a constant, computed once the colorizers are registered)
+    return ("inference settings: set for training with --config KEY=VALUE and stored in the\n"
+            "checkpoint; generate_pairs --set NAME.KEY=VALUE overrides them when colorizing:\n"
+            + describe_inference_options())
+
+
+class KeepLinesFormatter(argparse.HelpFormatter):
+    """argparse's layout; a text of several lines (the settings epilog) keeps its lines."""
+
+    def _fill_text(self, text, width, indent):
+        return text if "\n" in text else super()._fill_text(text, width, indent)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m colorizers.train",
         description="Train a colorizer on a set of photos and write its checkpoint.",
+        epilog=SETTINGS_EPILOG(), formatter_class=KeepLinesFormatter,
     )
     add_arguments(parser)
     return parser

@@ -207,3 +207,37 @@ def test_help_explains_every_option():
                                                         "traceback", "no_color", "force_color", "skip_checks"}]
     assert len(own) >= 12
     assert all(a.help and len(a.help) > 15 for a in own), [a.dest for a in own if not a.help]
+
+
+def test_inference_settings_are_passed_validated_and_recorded(media_root, photo_dir, model_checkpoints):
+    base = ["--experiment", "s", "--split", f"folder:{photo_dir}", "--size", "64", "--methods", "pixcolor",
+            "--checkpoint", f"pixcolor={model_checkpoints['pixcolor']}"]
+    run(*base, "--set", "pixcolor.temperature=0.5")
+    method = Method.objects.get(name="pixcolor")
+    assert method.params["temperature"] == 0.5
+    # Another temperature would mix two provenances under one method name: refused.
+    with pytest.raises(CommandError, match="was generated with"):
+        run(*base, "--set", "pixcolor.temperature=0.9")
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("pixcolor.temperature=-1", "temperature"),                            # the colorizer validates the value
+    ("pixcolor.width=3", r"no inference setting 'width'.*temperature"),    # not a setting: names the real ones
+    ("zhang2016.temperature=0.5", "--set given for zhang2016, which is not among --methods"),
+    ("temperature=0.5", "--set takes NAME.KEY=VALUE"),
+])
+def test_a_bad_inference_setting_is_refused_before_anything_is_written(media_root, photo_dir, model_checkpoints,
+                                                                       setting, message):
+    with pytest.raises(CommandError, match=message):
+        run("--experiment", "s", "--split", f"folder:{photo_dir}", "--size", "64", "--methods", "pixcolor",
+            "--checkpoint", f"pixcolor={model_checkpoints['pixcolor']}", "--set", setting)
+    assert counts() == (0, 0, 0, 0, 0)
+
+
+def test_the_help_lists_every_colorizers_inference_settings(capsys):
+    from colorizers import get_colorizer, list_colorizers
+    from vtt.management.commands.generate_pairs import Command
+
+    text = Command().create_parser("manage.py", "generate_pairs").format_help()
+    expected = [f"{name}.{key}:" for name in list_colorizers() for key in get_colorizer(name).inference_options]
+    assert expected and all(line in text for line in expected)

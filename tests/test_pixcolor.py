@@ -3,6 +3,7 @@ training steps and checkpoints. Tiny configurations (32-64 px, 4x4-8x8 chroma gr
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 
 import pytest
@@ -95,12 +96,29 @@ def test_params_are_json_and_rebuild_the_same_architecture():
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"image_size": 40}, "`image_size` must be a positive multiple of 32"),
-    ({"temperature": 0.0}, "`temperature` must be positive"),
+    ({"temperature": 0.0}, "`temperature` must be a positive number"),
+    ({"temperature": float("nan")}, "`temperature` must be a positive number"),
+    ({"temperature": "1"}, "`temperature` must be a positive number"),
     ({"sampler": "fast"}, "`sampler` must be 'cached' or 'naive'"),
+    ({"cuda_graph": "false"}, "`cuda_graph` must be true or false"),
+    ({"trunk_init": "imagenet"}, "`trunk_init` must be 'scratch' or 'pretrained'"),
+    ({"trunk_init": "scratch", "trunk_weights": "resnet.pth"}, "'scratch' contradicts `trunk_weights`"),
 ])
 def test_invalid_configurations_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiny(**kwargs)
+
+
+def test_inference_options_are_described_and_are_constructor_settings():
+    assert list(PixColor.inference_options) == ["temperature", "sampler", "cuda_graph"]
+    assert all(isinstance(text, str) and text for text in PixColor.inference_options.values())
+    assert set(PixColor.inference_options) <= set(tiny().params())
+
+
+def test_the_trunk_provenance_is_recorded_in_params():
+    assert tiny().params()["trunk_init"] == "scratch"
+    assert tiny(trunk_weights="resnet.pth").params()["trunk_init"] == "pretrained"
+    assert PixColor().params()["trunk_init"] == "scratch"           # the paper's network, without its weights
 
 
 def test_the_default_trunk_is_resnet101_up_to_block_3():
@@ -129,6 +147,16 @@ def test_torchvision_weights_load_from_a_file_into_the_trunk(tmp_path):
     model.load_trunk_weights(tmp_path / "resnet.pth")
     for key, value in model.conditioning.trunk.state_dict().items():
         assert torch.equal(value, state[key]), key
+    assert model.params()["trunk_init"] == "pretrained"
+    assert model.params()["trunk_weights"] == str(tmp_path / "resnet.pth")
+
+
+def test_weights_loaded_from_memory_are_recorded_as_pretrained_and_rebuild():
+    model = tiny()
+    model.load_trunk_weights(torchvision_state([1, 1, 1], 8))
+    params = model.params()
+    assert params["trunk_init"] == "pretrained" and params["trunk_weights"] is None
+    assert PixColor(**params).params() == params
 
 
 @pytest.mark.parametrize(("edit", "message"), [
@@ -237,6 +265,7 @@ def demo_photos(n: int, size: int) -> torch.Tensor:
     return torch.stack([load_image(root / name, size)[:, :size, :size] for name in COLOURFUL[:n]])
 
 
+@pytest.mark.filterwarnings("ignore:pixcolor. TRAINING THE RESNET TRUNK FROM SCRATCH")
 def test_teacher_forced_likelihood_rises_when_overfitting_a_few_real_photos():
     """12 steps at lr 1e-2: the NLL ends below 0.9 of where it started, the refinement loss below
     where it started. Measured: NLL 0.49 to 0.83 of its start, refinement 0.10 to 0.49, over
@@ -251,6 +280,26 @@ def test_teacher_forced_likelihood_rises_when_overfitting_a_few_real_photos():
     assert set(logs[0]) == {"loss", "nll", "bits_per_dim", "refine_l2", "kept"}
 
 
+def test_training_a_trunk_from_scratch_warns_loudly_and_pretrained_does_not(tmp_path):
+    with pytest.warns(UserWarning, match=r"TRAINING THE RESNET TRUNK FROM SCRATCH.*trunk_init='scratch'"):
+        tiny().configure_optimizers({})
+    torch.save(torchvision_state([1, 1, 1], 8), tmp_path / "resnet.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny(trunk_weights=str(tmp_path / "resnet.pth")).configure_optimizers({})
+
+
+@pytest.mark.filterwarnings("ignore:pixcolor. TRAINING THE RESNET TRUNK FROM SCRATCH")
+def test_a_trunk_from_scratch_trains_from_the_first_step():
+    model = tiny()
+    optimizers = model.configure_optimizers({"trunk_frozen_steps": 100})
+    before = model.conditioning.trunk.conv1.weight.clone()
+    model.train_step(Batch(demo_photos(2, 32), torch.zeros(2, dtype=torch.long)), 0, optimizers)
+    assert not torch.equal(model.conditioning.trunk.conv1.weight, before)
+    assert model.params()["trunk_init"] == "scratch"
+
+
+@pytest.mark.filterwarnings("ignore:pixcolor. TRAINING THE RESNET TRUNK FROM SCRATCH")
 def test_the_two_networks_have_their_own_optimizers():
     model = tiny()
     optimizers = model.configure_optimizers({})
@@ -262,6 +311,7 @@ def test_the_two_networks_have_their_own_optimizers():
     assert optimizers["pixelcnn"][0].defaults["lr"] == 3e-4 and optimizers["pixelcnn"][0].defaults["betas"][0] == 0.9
 
 
+@pytest.mark.filterwarnings("ignore:pixcolor. TRAINING THE RESNET TRUNK FROM SCRATCH")
 def test_photos_below_the_colorness_threshold_train_nothing():
     model = tiny()
     optimizers = model.configure_optimizers({})
@@ -285,6 +335,15 @@ def test_a_pretrained_trunk_stays_frozen_for_the_first_steps(tmp_path):
     assert not torch.equal(model.conditioning.trunk.conv1.weight, trunk_before["conv1.weight"])
 
 
+def test_a_trunk_loaded_from_memory_also_stays_frozen_for_the_first_steps():
+    model = tiny()
+    model.load_trunk_weights(torchvision_state([1, 1, 1], 8))
+    optimizers = model.configure_optimizers({"trunk_frozen_steps": 2})
+    before = model.conditioning.trunk.conv1.weight.clone()
+    model.train_step(Batch(demo_photos(2, 32), torch.zeros(2, dtype=torch.long)), 0, optimizers)
+    assert torch.equal(model.conditioning.trunk.conv1.weight, before)
+
+
 # --- checkpoints ---------------------------------------------------------------------------------
 
 def test_checkpoint_round_trip_colorizes_identically(tmp_path):
@@ -297,6 +356,7 @@ def test_checkpoint_round_trip_colorizes_identically(tmp_path):
 
 
 def test_colorizing_from_a_checkpoint_never_reads_the_trunk_weights_file(tmp_path):
+    """(and the checkpoint records the trunk as pretrained)"""
     torch.save(torchvision_state([1, 1, 1], 8), tmp_path / "resnet.pth")
     model = tiny(trunk_weights=str(tmp_path / "resnet.pth"))
     model.configure_optimizers({})
@@ -304,14 +364,39 @@ def test_colorizing_from_a_checkpoint_never_reads_the_trunk_weights_file(tmp_pat
     (tmp_path / "resnet.pth").unlink()
     loaded = PixColor.from_checkpoint(tmp_path / "pixcolor.pt")
     assert loaded.params()["trunk_weights"] == str(tmp_path / "resnet.pth")
+    assert loaded.params()["trunk_init"] == "pretrained"
     assert torch.equal(loaded.conditioning.trunk.conv1.weight, model.conditioning.trunk.conv1.weight)
 
 
 def test_checkpoint_inference_options_may_be_overridden_but_not_the_architecture(tmp_path):
     tiny().save(tmp_path / "pixcolor.pt")
-    assert PixColor.from_checkpoint(tmp_path / "pixcolor.pt", temperature=0.5).params()["temperature"] == 0.5
-    with pytest.raises(TypeError, match="only temperature, sampler, cuda_graph may be overridden"):
+    loaded = PixColor.from_checkpoint(tmp_path / "pixcolor.pt", temperature=0.5, sampler="naive", cuda_graph=False)
+    assert {k: loaded.params()[k] for k in PixColor.inference_options} == {
+        "temperature": 0.5, "sampler": "naive", "cuda_graph": False}
+    with pytest.raises(TypeError, match=r"no inference setting 'bins' \(its settings: temperature, sampler, cuda_graph"):
         PixColor.from_checkpoint(tmp_path / "pixcolor.pt", bins=8)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"temperature": -1.0}, "`temperature` must be a positive number"),
+    ({"sampler": "fast"}, "`sampler` must be 'cached' or 'naive'"),
+    ({"cuda_graph": 1}, "`cuda_graph` must be true or false"),
+])
+def test_bad_inference_values_are_refused_before_the_checkpoint_is_read(tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        PixColor.from_checkpoint(tmp_path / "absent.pt", **override)
+
+
+def test_sample_refuses_a_bad_sampler_for_one_call():
+    with pytest.raises(ValueError, match="`sampler` must be 'cached' or 'naive'"):
+        tiny().sample(random_L(1, 8, 8), sampler="fast")
+
+
+def test_a_checkpoint_from_before_trunk_init_loads_as_trained_from_scratch(tmp_path):
+    model = tiny()
+    old_config = {k: v for k, v in model.params().items() if k != "trunk_init"}
+    save_checkpoint(tmp_path / "old.pt", model_name="pixcolor", state_dict=model.state_dict(), config=old_config)
+    assert PixColor.from_checkpoint(tmp_path / "old.pt").params() == model.params()
 
 
 def test_a_checkpoint_of_another_model_is_refused(tmp_path):

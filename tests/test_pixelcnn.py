@@ -1,10 +1,12 @@
-"""The gated PixelCNN of colorizers.pixelcnn: causal masks, and cached sampling equal to naive sampling.
+"""The gated PixelCNN of colorizers.pixelcnn: causal masks, cached sampling equal to naive
+sampling, and both samplers drawing from the model's distribution.
 
 Tiny networks in float64 (exact enough that cached and naive logits agree to the last
 few bits, and fast on a CPU); H x W grids of a few pixels.
 """
 from __future__ import annotations
 
+import math
 from itertools import product
 
 import pytest
@@ -183,3 +185,88 @@ def test_gumbel_noise_comes_from_each_images_own_generator():
 def test_pixelcnn_rejects_invalid_configurations(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiny_net(**kwargs)
+
+
+# --- the samplers draw from the model's distribution ---------------------------------------
+
+DIST_H, DIST_W, DIST_BINS, DIST_N = 2, 3, 32, 4000
+DIST_DELTA = 1e-6     # chance that a right sampler fails one test case
+MIN_GROUP = 200       # samples a group needs to be tested
+
+
+def tv_bound(n: int, bins: int, tests: int, delta: float) -> float:
+    """Total variation that, when the sampler is right, any of ``tests`` comparisons of an
+    empirical distribution of ``n`` draws exceeds with probability at most ``delta``.
+
+    At one position i (a pixel's Cr or Cb, in sampling order), take the n samples of a
+    group chosen by their prefixes (all samples, or those whose previous position holds
+    bin j), their bins x_n and their exact conditional distributions
+    p_n = p(x_i | the sample's own prefix). Given all the prefixes, the x_n are
+    independent draws from the p_n. For a set A of bins, X_n = 1[x_n in A] - p_n(A) then
+    has mean 0 and lies in an interval of length 1, so by Hoeffding
+    P(mean_n X_n >= t) <= exp(-2 n t^2). The total variation between the empirical
+    distribution and the mean conditional distribution is the largest of these means over
+    the 2^bins sets A, so P(TV >= t) <= 2^bins exp(-2 n t^2), and over all the tests
+    P(any TV >= t) <= tests 2^bins exp(-2 n t^2) = delta gives
+    t = sqrt((bins ln 2 + ln(tests / delta)) / (2 n)).
+    """
+    return math.sqrt((bins * math.log(2) + math.log(tests / delta)) / (2 * n))
+
+
+def peaked_net(seed: int = 21) -> PixelCNN:
+    """A tiny net with 32 bins whose conditionals are peaked but far from one-hot (the most
+    probable bin about 0.5 on average) and depend strongly on the prefix, Cb on the
+    pixel's own Cr most of all (its input weights there x10), so that a shifted bin or a
+    swapped Cr/Cb order moves the empirical distributions well past the bound."""
+    net = tiny_net(seed, bins=DIST_BINS)
+    with torch.no_grad():
+        net.out_logits.weight.mul_(40)
+        net.h_in.weight[:, :, 0, -1].mul_(10)
+    return net
+
+
+def sampler_tv(net: PixelCNN, *, cached: bool, temperature: float, seed: int,
+               n: int = DIST_N) -> list[tuple[str, float, float]]:
+    """Draw ``n`` samples for one fixed conditioning map and compare, at every position,
+    the empirical distribution of its bin with the mean of the exact conditionals
+    softmax(logits / temperature), computed by one teacher-forced pass of the whole
+    network over each finished sample (not by the sampler): over all samples, and over
+    the samples whose previous position (for Cb, the pixel's own Cr) holds bin j, for
+    every j with at least `MIN_GROUP` samples.
+
+    Returns (what, TV, bound) per comparison.
+    """
+    cond = randn(1, COND, DIST_H, DIST_W, seed=seed).expand(n, -1, -1, -1)
+    noise = gumbel_noise([torch.Generator().manual_seed(seed)], 1, (DIST_H, DIST_W, 2, DIST_BINS),
+                         n_samples=n, dtype=F64)
+    bins = net.sample(cond, noise, temperature=temperature, cached=cached)            # (n, 2, H, W)
+    with torch.no_grad():
+        exact = torch.softmax(net(net.centres(cond)[bins], cond) / temperature, dim=2)  # (n, 2, bins, H, W)
+    seq = bins.permute(0, 2, 3, 1).reshape(n, -1)                  # (n, P): sampling order, Cr before Cb
+    probs = exact.permute(0, 3, 4, 1, 2).reshape(n, seq.shape[1], DIST_BINS)           # (n, P, bins)
+    onehot = torch.nn.functional.one_hot(seq, DIST_BINS).to(F64)                       # (n, P, bins)
+    positions = seq.shape[1]
+    tests = positions * (1 + DIST_BINS)                            # at most this many comparisons
+    out = []
+    for i in range(positions):
+        groups = [("all", torch.ones(n, dtype=torch.bool))]
+        if i > 0:
+            groups += [(f"prev={j}", seq[:, i - 1] == j) for j in range(DIST_BINS)]
+        for what, sel in groups:
+            m = int(sel.sum())
+            if m >= MIN_GROUP:
+                tv = 0.5 * (onehot[sel, i].mean(0) - probs[sel, i].mean(0)).abs().sum().item()
+                out.append((f"position {i} {what} (n={m})", tv, tv_bound(m, DIST_BINS, tests, DIST_DELTA)))
+    return out
+
+
+@pytest.mark.parametrize(("cached", "temperature", "seed"), [(False, 1.0, 31), (True, 1.0, 32), (True, 0.7, 33)])
+def test_each_positions_bin_has_the_models_distribution(cached, temperature, seed):
+    # Measured (4,000 samples): 51-68 comparisons, the largest TV 0.033 against the bound
+    # 0.072 over all samples, 0.058 against 0.131 in a group. Mutated samplers fail: a bin
+    # shifted by one (argmax +-1) TV 0.99; Cb drawn before Cr 0.96-0.997 in groups (0.37-0.41
+    # over all samples); Cr, Cb logits or slots swapped 0.94-0.99.
+    results = sampler_tv(peaked_net(), cached=cached, temperature=temperature, seed=seed)
+    assert len(results) >= 2 * DIST_H * DIST_W + 6                  # grouped comparisons too, not only "all"
+    failed = [(what, round(tv, 4), round(bound, 4)) for what, tv, bound in results if tv >= bound]
+    assert not failed, f"TV at or above its bound (what, TV, bound): {failed}"

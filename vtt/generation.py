@@ -84,8 +84,12 @@ def resolve_device(name: str) -> torch.device:
         raise GenerationError(str(exc)) from None
 
 
-def load_plan(name: str, checkpoint: str | None, device: torch.device) -> MethodPlan:
-    """Build registered colorizer ``name`` from its checkpoint (if it takes one)."""
+def load_plan(name: str, checkpoint: str | None, device: torch.device, settings: dict | None = None) -> MethodPlan:
+    """Build registered colorizer ``name`` from its checkpoint (if it takes one) with its inference ``settings``.
+
+    The settings (e.g. a decoding temperature) are the colorizer's `inference_options`;
+    its ``params()``, recorded on the method, include the values used.
+    """
     try:
         cls = get_colorizer(name)
     except ValueError as exc:
@@ -93,7 +97,7 @@ def load_plan(name: str, checkpoint: str | None, device: torch.device) -> Method
     if cls.needs_checkpoint and checkpoint is None:
         raise GenerationError(f"colorizer {name!r} needs a trained checkpoint: --checkpoint {name}=PATH")
     try:
-        model = cls.from_checkpoint(checkpoint)
+        model = cls.from_checkpoint(checkpoint, **(settings or {}))
     except (OSError, ValueError, TypeError) as exc:
         raise GenerationError(f"cannot load {name!r}: {exc}") from None
     sha = checkpoint_sha256(checkpoint) if checkpoint else ""

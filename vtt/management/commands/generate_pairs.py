@@ -1,6 +1,7 @@
 """Render an experiment's pairs: source images through every chosen colorizer, or import results."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -9,13 +10,30 @@ import torch
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from colorizers import get_colorizer, list_colorizers
+from colorizers import describe_inference_options, get_colorizer, list_colorizers
 from colorizers.progress import progress
 from vtt import generation, rendering, services, sources
+from vtt.management.help import KeepLinesFormatter
 from vtt.models import Experiment, new_completion_code
 
 # Colorizers whose output is the real image itself: left out of the default methods.
 IDENTICAL_TO_REAL = {"ground_truth"}
+
+
+def _settings(values: list[str]) -> dict[str, dict]:
+    """``--set NAME.KEY=VALUE`` options as {NAME: {KEY: VALUE}}; VALUE is read as JSON (0.38, true, "x") or kept as text."""
+    out: dict[str, dict] = {}
+    for value in values:
+        target, sep, raw = value.partition("=")
+        name, dot, key = target.partition(".")
+        if not sep or not dot or not name or not key or not raw:
+            raise CommandError(f"--set takes NAME.KEY=VALUE, e.g. zhang2016.temperature=0.38, got {value!r}")
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = raw
+        out.setdefault(name, {})[key] = parsed
+    return out
 
 
 def _checkpoints(values: list[str]) -> dict[str, str]:
@@ -67,6 +85,11 @@ class Command(BaseCommand):
         "across the ranks."
     )
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        kwargs.setdefault("formatter_class", KeepLinesFormatter)
+        kwargs.setdefault("epilog", "inference settings (--set NAME.KEY=VALUE):\n" + describe_inference_options())
+        return super().create_parser(prog_name, subcommand, **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument("--experiment", required=True, help="Slug of the experiment; created if it does not exist.")
         parser.add_argument("--title", help="Title of a new experiment (default: the slug).")
@@ -92,6 +115,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--checkpoint", action="append", default=[], metavar="NAME=PATH",
             help="Trained weights of colorizer NAME; repeat for several methods.",
+        )
+        parser.add_argument(
+            "--set", action="append", default=[], dest="inference", metavar="NAME.KEY=VALUE",
+            help="An inference setting of colorizer NAME, e.g. zhang2016.temperature=0.38; repeat for several. "
+            "Validated by the colorizer and recorded in the method's provenance. The settings are listed below.",
         )
         parser.add_argument("--raters-per-pair", type=int, default=5, help="Distinct raters per (image, method) pair (new experiments only). Default: 5.")
         parser.add_argument(
@@ -170,6 +198,7 @@ class Command(BaseCommand):
         if options["method_name"]:
             raise CommandError("--method-name names an imported method: use it with --import-dir")
         checkpoints = _checkpoints(options["checkpoint"])
+        settings = _settings(options["inference"])
         if options["methods"]:
             names = [n.strip() for n in options["methods"].split(",") if n.strip()]
         else:
@@ -178,12 +207,15 @@ class Command(BaseCommand):
         unknown = sorted(set(checkpoints) - set(names))
         if unknown:
             raise CommandError(f"--checkpoint given for {', '.join(unknown)}, which is not among --methods {', '.join(names)}")
+        unknown = sorted(set(settings) - set(names))
+        if unknown:
+            raise CommandError(f"--set given for {', '.join(unknown)}, which is not among --methods {', '.join(names)}")
         ranks = _Ranks(options["device"])
         try:
             try:
                 refs = sources.resolve(options["split"], imagenet_val=options["imagenet_val"], limit=options["limit"], seed=options["seed"])
                 device = generation.resolve_device(options["device"]) if ranks.world == 1 else torch.device(ranks.device_name)
-                plans = [generation.load_plan(name, checkpoints.get(name), device) for name in names]
+                plans = [generation.load_plan(name, checkpoints.get(name), device, settings.get(name)) for name in names]
             except (sources.SourceError, generation.GenerationError) as exc:
                 raise CommandError(str(exc)) from None
             precision = options["precision"]

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from colorizers import train as train_cli
 from colorizers.checkpoint import sha256_file
+from vtt.management.help import KeepLinesFormatter
 
 
 class Command(BaseCommand):
@@ -12,6 +13,11 @@ class Command(BaseCommand):
         "Train a registered colorizer on demo, folder or ImageNet-train photos with its paper's optimiser "
         "and write a checkpoint for generate_pairs --checkpoint NAME=PATH (same options as python -m colorizers.train)."
     )
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        kwargs.setdefault("formatter_class", KeepLinesFormatter)
+        kwargs.setdefault("epilog", train_cli.SETTINGS_EPILOG())
+        return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser):
         train_cli.add_arguments(parser)
