@@ -17,9 +17,9 @@ Data convention: chroma values live in [-1, 1] on 256 equally spaced levels
 (``-1 + 2k/255``), as 8-bit pixel values do in PixelCNN++; a bin has half-width 1/255,
 the two end bins take the tails.
 
-Mixture parameters of ``K`` components, ``8K`` channels in this order::
+Mixture parameters of ``K`` components, ``8K`` channels in this order (Royer et al.'s)::
 
-    logits (K) | mean_a, mean_b (2K) | log_scale_a, log_scale_b (2K) | c_aL, c_bL, c_ba (3K)
+    logits (K) | c_aL, c_bL, c_ba (3K) | mean_a, log_scale_a (2K) | mean_b, log_scale_b (2K)
 
     a ~ Logistic(mean_a + tanh(c_aL) L,                  exp(log_scale_a))
     b ~ Logistic(mean_b + tanh(c_bL) L + tanh(c_ba) a,   exp(log_scale_b))
@@ -204,14 +204,18 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
 
 def split_mixture(params: torch.Tensor, n_mix: int):
     """Channel-last parameters (..., 8K) -> logits (..., K), means (..., 2, K),
-    log_scales (..., 2, K) clamped at -7, coeffs (..., 3, K) after tanh."""
+    log_scales (..., 2, K) clamped at -7, coeffs (..., 3, K) after tanh.
+
+    The layout of the module docstring, which is that of Royer et al.'s code.
+    """
     if params.shape[-1] != PARAMS_PER_COMPONENT * n_mix:
         raise ValueError(f"expected {PARAMS_PER_COMPONENT * n_mix} mixture parameters, got {params.shape[-1]}")
     K = n_mix
     logits = params[..., :K]
-    means = params[..., K:3 * K].unflatten(-1, (2, K))
-    log_scales = params[..., 3 * K:5 * K].unflatten(-1, (2, K)).clamp_min(LOG_SCALE_MIN)
-    coeffs = torch.tanh(params[..., 5 * K:8 * K]).unflatten(-1, (3, K))
+    coeffs = torch.tanh(params[..., K:4 * K]).unflatten(-1, (3, K))
+    per_channel = params[..., 4 * K:8 * K].unflatten(-1, (2, 2 * K))          # (..., 2, 2K): a, b
+    means = per_channel[..., :K]
+    log_scales = per_channel[..., K:].clamp_min(LOG_SCALE_MIN)
     return logits, means, log_scales, coeffs
 
 

@@ -11,42 +11,80 @@ the same loss: the auxiliary feed-forward predictor (``mode="auxiliary"``).
 
 Pipeline of `Royer2017.colorize` (L* of any size in, a*b* of the same size out)::
 
-    L* (B,1,H,W) --bilinear--> (B,1,128,128) --(L-50)/50--> embedding net --> (B,160,32,32)
-    L at 32x32 (4x4 means) + embedding --> raster-scan sampling of (a, b)/110 on 256 levels
-    --> x110 --> bilinear to (H, W)
+    L* (B,1,H,W) --bicubic--> (B,1,128,128) --(L-50)/50--> embedding net --> (B,160,32,32)
+    L at 32x32 (every 4th pixel) + embedding --> raster-scan sampling of ((a-0.5)/127.5, (b+0.5)/127.5)
+    on 256 levels --> a* = 127.5 x + 0.5, b* = 127.5 x - 0.5 --> bilinear (corners aligned) to (H, W)
 
-Choices where the paper and code leave room (and departures from the authors' code):
+Choices: where the paper and the authors' code (github.com/ameroyer/PIC) leave room, and
+every departure from them. The reference is the authors' code; what differs says why.
 
-* Chroma scaling: a*, b* are divided by 110 (the usual ab normalisation, e.g. Zhang et
-  al.'s code), clamped to [-1, 1] and discretized to 256 levels as PixelCNN++ does with
-  8-bit values (level spacing 0.86 a*b* units). NLL in bits per dimension over the 2 x 32
-  x 32 chroma values.
-* Mixture: 80 outputs for 10 components = 8 per component, the authors' Lab layout:
-  logit, 2 means, 2 log-scales and 3 coefficients (a on L, b on L, b on a); see
-  `colorizers.pixelcnnpp`. L enters as the 4x4 mean of the normalised luminance.
-* Resizing: L* to the working size with bilinear interpolation (antialiased when
-  shrinking); training targets are the 4x4 means of a*b* at the working size (what the
-  final bilinear upsampling can reproduce); training images that are not square are
-  centre-cropped to a square first.
-* Decoder input: the (a, b) canvas plus a channel of ones (PixelCNN++'s border trick);
-  the luminance reaches the decoder only through the embedding and the L coefficients
-  (the authors also feed the downsampled image to the decoder).
-* Sampling: discretized samples (the model's support), so b's mean uses the discretized
-  a; a temperature scales the component noise (logits / T) and the logistic noise; T = 0
-  gives each pixel's most probable component's location, still autoregressively.
-  ``mode="auxiliary"`` decodes the auxiliary predictor deterministically the same way
-  (most probable component's location, no autoregression).
-* Weights: plain convolutions with PyTorch's default initialisation instead of weight
-  normalisation with data-dependent initialisation; the second convolution of every
-  gated block starts at 0.1 of its initial scale (PixelCNN++'s init_scale). Dropout (0.5)
-  in every gated block, the embedding's included, as the authors' code does.
+Followed from the authors' code:
+
+* Chroma scaling: a* -> (a* - 0.5) / 127.5 and b* -> (b* + 0.5) / 127.5 (their
+  ``pcnn_norm``: skimage's ranges [-127, 128] and [-128, 127] onto [-1, 1]). The 256
+  levels of the discretized logistics, spaced 2/255, are then the integer a*, b* values,
+  and the NLL, in bits per dimension over the 2 x 32 x 32 chroma values, is on the scale
+  of the paper's. Targets and samples are clamped to [-1, 1], as theirs (never binding
+  for sRGB colours: |a*|, |b*| < 110).
+* Resolutions: the chroma targets and the L that the mixture's coefficients read are the
+  working-size image at every 4th pixel, rows and columns 0, 4, 8, ... (`_downsample`):
+  the authors' ``tf.image.resize_bilinear`` (TensorFlow 1, ``align_corners=False``,
+  before ``half_pixel_centers`` existed) maps output pixel i to input pixel 4i exactly
+  when the factor is 4, so their "bilinear" downsampling is this subsampling. The sampled
+  chroma is upsampled bilinearly with the corners aligned, as their ``scipy.ndimage.zoom(
+  order=1)``. L* is resized to the working size bicubically (antialiased), as the
+  authors resize the RGB images of their data set (``scipy.misc.imresize(...,
+  'bicubic')``) and as the trainer does; training images not at the working size are
+  resized (RGB, bicubic) before the conversion to Lab, and centre-cropped to a square
+  first if they are not square (the trainer's crops always are).
+* Training data (`default_train_config`): whole images stretched to 128x128 (the
+  trainer's ``resize_mode: "stretch"``), as their ``imagenet-128.hdf5``; mirrored.
+* Mixture: 8 outputs per component in the authors' order and parametrisation (logit; a
+  on L, b on L, b on a coefficients; mean and log-scale of a; of b; see
+  `colorizers.pixelcnnpp`); log-scales clamped at -7; the component drawn by Gumbel-max.
+* Architecture: the embedding network and decoder of their ImageNet model (widths,
+  blocks, dilations, 3x3 shifted kernels, the 1x1 conditioning in every decoder block,
+  channels of ones on both inputs, the 160-channel embedding whose first 80 channels
+  are the auxiliary predictor), dropout 0.5 in every gated block, the embedding's
+  included; loss = decoder bpd + auxiliary bpd; Adam (0.95, 0.9995, eps 1e-6), lr 1.6e-4
+  x 0.99999 per step, batch 64.
 * Polyak averaging (``polyak=True``): the module keeps a second copy of the network,
-  ``net_avg`` (buffers, not parameters), updated after every step with decay
-  ``min(polyak_decay, (1+t)/(10+t))`` (the warm-up of TensorFlow's moving averages, so a
-  short run is not dominated by the initial weights). A checkpoint then holds both
-  ``net.*`` (the trained weights, to go on training) and ``net_avg.*`` (the averages);
-  colorizing uses ``net_avg``.
-* Data augmentation: the trainer's random crops and mirroring (no flips here).
+  ``net_avg`` (buffers, not parameters), started at the initial weights and updated
+  after every step with the constant decay 0.999, as their
+  ``tf.train.ExponentialMovingAverage`` (no warm-up: a short run's average is still
+  mostly the initial weights; the demo model has no average). A checkpoint then holds
+  both ``net.*`` (to go on training) and ``net_avg.*``; colorizing uses ``net_avg``.
+
+Departures, and why:
+
+* Weights: plain convolutions with PyTorch's default initialisation instead of weight
+  normalisation with data-dependent initialisation (the second convolution of every
+  gated block still starts at 0.1 of its initial scale, their ``init_scale``): weight
+  normalisation with a data-dependent first pass would be a second code path for one
+  model, and the trained weights cannot be ported anyway (next item).
+* Decoder input: the (a, b) canvas plus a channel of ones. The authors' decoder reads
+  the preceding pixels as RGB (the downsampled colour image when training, the sampled
+  pixels converted to RGB when sampling), which also carries their L; here L reaches the
+  decoder through the embedding and the mixture's L coefficients, so that a sample
+  never goes through a Lab -> RGB -> Lab round trip per pixel.
+* Discrete data and samples: the targets are rounded to the 256 levels (integer a*, b*)
+  and samples are drawn on them (so b's mean reads the discretized a), which makes the
+  likelihood a distribution over the levels and the sampler sample exactly that
+  distribution. The authors evaluate the same bin probabilities at the unrounded values
+  and sample continuous values (clamped), whose rounding is this distribution.
+* Temperature: T scales the Gumbel noise (component probabilities softmax(logits / T))
+  and the logistic noise; T = 0 gives each pixel's most probable component's location,
+  still autoregressively. The authors' only setting, ``scale_var`` (1 or 0), scales the
+  logistic noise alone, so their "mode" still draws the component at random; at T = 1
+  the two agree.
+* ``mode="auxiliary"`` decodes the auxiliary predictor deterministically (the most
+  probable component's location per pixel, no autoregression); the authors sample it
+  pixel by pixel independently, which gives speckle rather than a colorization.
+* Mirroring: the trainer mirrors each image with probability 1/2; the authors flip a
+  whole batch or none (one coin per batch). The per-image flip has the same
+  distribution for any one image and does not correlate the images of a batch.
+* Data order: the trainer's stream (a fresh permutation per epoch, batches running
+  across epoch boundaries) instead of their per-epoch batches dropping the remainder.
 * Embedding batches of more than 32 images are embedded 32 at a time (memory).
 
 Sampling speed: the authors sample naively, running the whole decoder once per pixel
@@ -88,15 +126,15 @@ from .pixelcnnpp import (
 )
 from .registry import register
 
-__all__ = ["EmbeddingNet", "PICNet", "Royer2017", "DEMO_CONFIG"]
+__all__ = ["EmbeddingNet", "PICNet", "Royer2017", "DEMO_CONFIG", "ab_to_unit", "unit_to_ab"]
 
 L_CENTRE, L_HALF_RANGE = 50.0, 50.0   # L* in [0, 100] -> [-1, 1]
-AB_SCALE = 110.0                       # a*, b* / 110 -> about [-1, 1]
+AB_OFFSETS = (0.5, -0.5)               # a* -> (a* - 0.5) / 127.5, b* -> (b* + 0.5) / 127.5 (the authors')
+AB_HALF_RANGE = 127.5
 DOWNSCALE = 4                          # the chroma grid is 1/4 of the working size
 EMBED_CHUNK = 32                       # images embedded at once when colorizing
-
-#: options that change only how a trained model colorizes (may differ from the checkpoint's)
-INFERENCE_OPTIONS = ("mode", "temperature", "sampler", "cuda_graph")
+MODES = ("sample", "auxiliary")
+SAMPLERS = ("cached", "naive")
 
 #: a small configuration that trains on a CPU in minutes (the demo checkpoint; 1.1 M parameters)
 DEMO_CONFIG: dict[str, Any] = {
@@ -104,6 +142,28 @@ DEMO_CONFIG: dict[str, Any] = {
     "embed_dilations": [2, 4], "embed_dilated_blocks": 1, "embed_channels": 48,
     "channels": 32, "n_blocks": 2, "n_mix": 5, "dropout": 0.1, "polyak": False,
 }
+
+
+def ab_to_unit(ab: torch.Tensor) -> torch.Tensor:
+    """a*b* (B, 2, ...) -> the model's [-1, 1] scale: ((a* - 0.5) / 127.5, (b* + 0.5) / 127.5)."""
+    offsets = ab.new_tensor(AB_OFFSETS).view(2, *([1] * (ab.ndim - 2)))
+    return (ab - offsets) / AB_HALF_RANGE
+
+
+def unit_to_ab(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of `ab_to_unit`: the levels -1 + 2k/255 become a* = k - 127, b* = k - 128."""
+    offsets = x.new_tensor(AB_OFFSETS).view(2, *([1] * (x.ndim - 2)))
+    return x * AB_HALF_RANGE + offsets
+
+
+def _downsample(x: torch.Tensor) -> torch.Tensor:
+    """(..., S, S) -> (..., S/4, S/4): rows and columns 0, 4, 8, ...
+
+    What TensorFlow 1's ``resize_bilinear(align_corners=False)`` (the authors'
+    ``downsample_tf``) computes for a factor of 4: output pixel i reads input coordinate
+    4i, an integer, so the interpolation weight of its neighbour is 0.
+    """
+    return x[..., ::DOWNSCALE, ::DOWNSCALE]
 
 
 def _same_conv(in_channels: int, out_channels: int, dilation: int) -> nn.Conv2d:
@@ -188,7 +248,7 @@ class PICNet(nn.Module):
         ``L`` (B, 1, S, S) in [-1, 1]; ``ab`` (B, 2, S/4, S/4) on the 256 levels.
         """
         emb = self.embedding(L)                                             # (B, E, S/4, S/4)
-        L_small = F.avg_pool2d(L, DOWNSCALE)[:, 0]                          # (B, S/4, S/4)
+        L_small = _downsample(L)[:, 0]                                      # (B, S/4, S/4)
         bpd = mixture_bits_per_dim(self.decoder(ab, emb), ab, L_small, self.n_mix)
         aux_bpd = mixture_bits_per_dim(self.aux_params(emb), ab, L_small, self.n_mix)
         return bpd, aux_bpd
@@ -205,12 +265,13 @@ def _as_buffers(module: nn.Module) -> nn.Module:
     return module
 
 
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize of (B, C, H, W) to (size, size), antialiased when shrinking."""
+def _resize(x: torch.Tensor, size: int, lo: float, hi: float) -> torch.Tensor:
+    """Bicubic resize of (B, C, H, W) to (size, size), antialiased when shrinking, clamped to [lo, hi]."""
     if x.shape[-2:] == (size, size):
         return x
     # float32: antialiased resizing has no bfloat16 kernel on the CPU (autocast may hand in bfloat16).
-    return F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    out = F.interpolate(x.float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+    return out.clamp(lo, hi).to(x.dtype)
 
 
 def _centre_square(x: torch.Tensor) -> torch.Tensor:
@@ -242,9 +303,21 @@ class Royer2017(Colorizer):
     temperature : sampling temperature >= 0 (1 samples the model; 0 is deterministic).
     sampler : ``"cached"`` (default) or ``"naive"`` (one full decoder pass per pixel).
     cuda_graph : capture the cached sampler's row step in a CUDA graph on CUDA devices.
+
+    ``mode``, ``temperature``, ``sampler`` and ``cuda_graph`` are the inference settings
+    (`inference_options`): a checkpoint's may be replaced in `from_checkpoint`.
     """
 
     needs_checkpoint = True
+    inference_options = {
+        "mode": "'sample' (default): autoregressive samples; 'auxiliary': the embedding network's feed-forward "
+                "predictor, decoded deterministically",
+        "temperature": "float >= 0, default 1: scales the mixture's component (logits / T) and logistic noise "
+                       "(1 samples the model; 0 is deterministic)",
+        "sampler": "'cached' (default) or 'naive': per-layer caches, or one decoder pass per pixel (the authors'; "
+                   "the same samples, far slower)",
+        "cuda_graph": "true (default) or false: on CUDA, replay the cached sampler's row step as a CUDA graph",
+    }
 
     def __init__(
         self,
@@ -284,7 +357,14 @@ class Royer2017(Colorizer):
         self._train_config: dict[str, Any] = {}
 
     def params(self) -> dict[str, Any]:
+        """The configuration: architecture and the inference settings in use."""
         return dict(self.config)
+
+    @classmethod
+    def check_inference_values(cls, settings: dict[str, Any]) -> None:
+        """TypeError for a name that is no inference setting, ValueError for a bad value."""
+        cls.check_inference_options(settings)
+        _check_inference_values(settings)
 
     # --- colorizing ----------------------------------------------------------------
 
@@ -330,9 +410,9 @@ class Royer2017(Colorizer):
         was_training = self.training
         self.eval()
         try:
-            L_work = (_resize(L.to(dtype), self.config["working_size"]) - L_CENTRE) / L_HALF_RANGE
+            L_work = (_resize(L.to(dtype), self.config["working_size"], 0.0, 100.0) - L_CENTRE) / L_HALF_RANGE
             emb = torch.cat([net.embedding(chunk) for chunk in L_work.split(EMBED_CHUNK)])  # (B, E, h, w)
-            L_small = F.avg_pool2d(L_work, DOWNSCALE)[:, 0]                                 # (B, h, w)
+            L_small = _downsample(L_work)[:, 0]                                             # (B, h, w)
             if self.config["mode"] == "auxiliary":
                 params = net.aux_params(emb).movedim(1, -1)                                  # (B, h, w, 8K)
                 no_noise = (params.new_zeros(*params.shape[:-1], self.n_mix),
@@ -343,7 +423,7 @@ class Royer2017(Colorizer):
                 ab = self.sample_grid(emb.repeat_interleave(n_samples, 0), L_small.repeat_interleave(n_samples, 0),
                                       generator=generator, n_samples=n_samples, decoder=net.decoder,
                                       temperature=temperature, sampler=sampler)
-            ab = F.interpolate(ab * AB_SCALE, size=(H, W), mode="bilinear", align_corners=False)
+            ab = F.interpolate(unit_to_ab(ab), size=(H, W), mode="bilinear", align_corners=True)
         finally:
             self.train(was_training)
         return ab.unflatten(0, (B, n_samples)).to(L.dtype)                                  # (B, n, 2, H, W)
@@ -360,7 +440,7 @@ class Royer2017(Colorizer):
         temperature: float | None = None,
         sampler: str | None = None,
     ) -> torch.Tensor:
-        """Sample chroma on the grid: (B n, 2, h, w) in [-1, 1] (a*/110, b*/110).
+        """Sample chroma on the grid: (B n, 2, h, w) on the levels in [-1, 1] (see `ab_to_unit`).
 
         ``embedding`` (B n, E, h, w) and ``L_small`` (B n, h, w) (normalised luminance),
         each image's rows repeated ``n_samples`` times; the noise of image i's samples
@@ -390,12 +470,16 @@ class Royer2017(Colorizer):
         """The paper's recipe: Adam (0.95, 0.9995), lr 1.6e-4 x 0.99999 per step, Polyak 0.999.
 
         ``batch_size`` 64 is the paper's 16 per GPU on 4 GPUs; ``eps`` 1e-6 is the authors'
-        Adam epsilon; ``crop`` 128 is the working size (the paper trains on ImageNet at
-        128x128; the trainer mirrors half the crops, the paper's horizontal flips). The
-        paper states no run length, so there is no ``steps``: pass ``--steps``.
+        Adam epsilon. The data at the authors' scale: ``resize_mode`` ``"stretch"`` with
+        ``crop`` 128 (and ``resize`` defaulting to the crop) gives whole images stretched
+        to 128x128, as their ImageNet file (``imresize`` to 128x128, bicubic); the trainer
+        mirrors half of them, the paper's horizontal flips. A smaller ``crop`` (the demo's
+        64) gives whole images at that size. The paper states no run length (the authors'
+        script leaves its 150-epoch default, which their lr decay would have reduced to
+        nothing long before), so there is no ``steps``: pass ``--steps``.
         """
         return {"lr": 1.6e-4, "betas": [0.95, 0.9995], "eps": 1e-6, "lr_decay": 0.99999,
-                "polyak_decay": 0.999, "batch_size": 64, "crop": 128}
+                "polyak_decay": 0.999, "batch_size": 64, "crop": 128, "resize_mode": "stretch"}
 
     def configure_optimizers(self, config: dict[str, Any]) -> dict[str, tuple[torch.optim.Optimizer, Any]]:
         """One Adam over ``net`` with an exponential learning-rate decay per step."""
@@ -406,10 +490,11 @@ class Royer2017(Colorizer):
 
     def prepare_batch(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """sRGB (B, 3, H, W) in [0, 1] -> L (B, 1, S, S) in [-1, 1] and the target chroma
-        (B, 2, S/4, S/4) on the 256 levels."""
-        lab = _resize(_centre_square(rgb_to_lab(rgb.float())), self.config["working_size"])
+        (B, 2, S/4, S/4) on the 256 levels: every 4th pixel's (`_downsample`), rounded."""
+        rgb = _resize(_centre_square(rgb.float()), self.config["working_size"], 0.0, 1.0)
+        lab = rgb_to_lab(rgb)
         L = (lab[:, :1] - L_CENTRE) / L_HALF_RANGE
-        ab = quantize(F.avg_pool2d(lab[:, 1:], DOWNSCALE) / AB_SCALE)
+        ab = quantize(ab_to_unit(_downsample(lab[:, 1:])))
         return L, ab
 
     def train_step(self, batch: Any, step: int, optimizers: dict[str, tuple[Any, Any]]) -> dict[str, float]:
@@ -427,12 +512,12 @@ class Royer2017(Colorizer):
         if scheduler is not None:
             scheduler.step()
         if self.net_avg is not None:
-            self._update_average(step, cfg["polyak_decay"])
+            self._update_average(cfg["polyak_decay"])
         return {"loss": loss.item(), "bpd": bpd.item(), "aux_bpd": aux_bpd.item()}
 
     @torch.no_grad()
-    def _update_average(self, step: int, decay: float) -> None:
-        decay = min(decay, (1 + step) / (10 + step))
+    def _update_average(self, decay: float) -> None:
+        """average <- decay * average + (1 - decay) * weights (constant decay, as the authors')."""
         averages = dict(self.net_avg.named_buffers())
         for name, p in self.net.named_parameters():
             averages[name].lerp_(p, 1 - decay)
@@ -466,16 +551,15 @@ class Royer2017(Colorizer):
     def from_checkpoint(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> "Royer2017":
         """Build the model from the checkpoint's configuration and load its weights (strict).
 
-        ``overrides`` may change the inference options (mode, temperature, sampler,
-        cuda_graph); anything else raises TypeError. Every problem with the file, a
-        configuration or weights that do not fit included, raises CheckpointError naming it.
+        ``overrides`` are inference settings (`inference_options`: mode, temperature,
+        sampler, cuda_graph) that replace the checkpoint's and are recorded in `params`;
+        another name raises TypeError, a bad value ValueError, both before the file is read.
+        Every problem with the file, a configuration or weights that do not fit included,
+        raises CheckpointError naming it.
         """
         if path is None:
             raise ValueError(f"colorizer {cls.name!r} needs a checkpoint path")
-        unknown = sorted(set(overrides) - set(INFERENCE_OPTIONS))
-        if unknown:
-            raise TypeError(f"{cls.name!r} takes its architecture from the checkpoint; "
-                            f"only {', '.join(INFERENCE_OPTIONS)} may be overridden, got {unknown}")
+        cls.check_inference_values(overrides)
         ckpt = load_checkpoint(path, expected_model=cls.name)
         try:
             model = cls(**{**ckpt["config"], **overrides})
@@ -483,6 +567,20 @@ class Royer2017(Colorizer):
         except (TypeError, ValueError, RuntimeError, KeyError) as exc:
             raise CheckpointError(f"{path} does not fit {cls.name!r}: {exc}") from exc
         return model
+
+
+def _check_inference_values(c: dict[str, Any]) -> None:
+    """ValueError naming the first inference setting in ``c`` whose value is not allowed."""
+    if "mode" in c and c["mode"] not in MODES:
+        raise ValueError(f"`mode` must be 'sample' or 'auxiliary', got {c['mode']!r}")
+    if "sampler" in c and c["sampler"] not in SAMPLERS:
+        raise ValueError(f"`sampler` must be 'cached' or 'naive', got {c['sampler']!r}")
+    if "temperature" in c:
+        t = c["temperature"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+            raise ValueError(f"`temperature` must be a finite number >= 0, got {t!r}")
+    if "cuda_graph" in c and not isinstance(c["cuda_graph"], bool):
+        raise ValueError(f"`cuda_graph` must be true or false, got {c['cuda_graph']!r}")
 
 
 def _check_config(c: dict[str, Any]) -> None:
@@ -507,10 +605,4 @@ def _check_config(c: dict[str, Any]) -> None:
         raise ValueError(f"`kernel_size` must be odd, got {c['kernel_size']}")
     if not 0 <= c["dropout"] < 1:
         raise ValueError(f"`dropout` must be in [0, 1), got {c['dropout']!r}")
-    if c["mode"] not in ("sample", "auxiliary"):
-        raise ValueError(f"`mode` must be 'sample' or 'auxiliary', got {c['mode']!r}")
-    if c["sampler"] not in ("cached", "naive"):
-        raise ValueError(f"`sampler` must be 'cached' or 'naive', got {c['sampler']!r}")
-    if not isinstance(c["temperature"], (int, float)) or not math.isfinite(c["temperature"]) \
-            or c["temperature"] < 0:
-        raise ValueError(f"`temperature` must be a finite number >= 0, got {c['temperature']!r}")
+    _check_inference_values(c)

@@ -14,9 +14,13 @@ checkpoint half for free) that provides:
 ``@classmethod default_train_config(cls) -> dict``
     The paper's optimisation recipe as plain data. The trainer reads
     ``batch_size``, and where present ``crop`` (side of the random square crops;
-    256 when absent), ``resize`` (the shorter side images are scaled to before
-    cropping; default ``round(crop * 8 / 7)``, the 224-of-256 margin of ImageNet
-    training) and ``steps`` (the default run length; without it ``--steps`` is
+    256 when absent), ``resize_mode`` (``"shorter"``, the default: images are
+    scaled so that their shorter side is ``resize``, keeping their shape;
+    ``"stretch"``: whole images are scaled to ``resize`` x ``resize``, ignoring
+    their aspect ratio, as Royer et al.'s 128x128 ImageNet), ``resize`` (default
+    ``round(crop * 8 / 7)``, the 224-of-256 margin of ImageNet training, when
+    ``"shorter"``; ``crop`` when ``"stretch"``, so that a crop is the whole image)
+    and ``steps`` (the default run length; without it ``--steps`` is
     required). The rest (``lr``, ``betas``, ``weight_decay``, schedule...) is for
     the model's own `configure_optimizers`; ``--lr`` overrides ``lr``. The config
     used, overrides and all, is recorded in the checkpoint.
@@ -52,7 +56,9 @@ train_colorizer``) takes the data from
                         The demo experiment rates the ``test`` rows: never train on them.
 
 and feeds the model random crops: each image is scaled (bicubic) so that its
-shorter side is ``resize``, a ``crop`` square is cut at a random place and
+shorter side is ``resize`` (``resize_mode`` ``"shorter"``) or, whole and
+stretched, to ``resize`` x ``resize`` (``"stretch"``), then a ``crop`` square is
+cut at a random place (the only place when ``resize`` equals ``crop``) and
 mirrored with probability 1/2. The order of images is a fresh permutation of the
 set every epoch. All randomness of the data (order, crop, flip) is a function of
 ``--seed`` and the sample's position in the stream, never of the worker that
@@ -274,6 +280,20 @@ def _resize_shorter(img: Image.Image, size: int) -> Image.Image:
     return img.resize(new_size, Image.Resampling.BICUBIC)
 
 
+def _resize_stretch(img: Image.Image, size: int) -> Image.Image:
+    return img.resize((size, size), Image.Resampling.BICUBIC)
+
+
+RESIZE_MODES: dict[str, Callable[[Image.Image, int], Image.Image]] = {
+    "shorter": _resize_shorter, "stretch": _resize_stretch,
+}
+
+
+def default_resize(crop: int, resize_mode: str) -> int:
+    """``resize`` when the train config names none: crop * 8/7 (shorter side), or the crop (stretch)."""
+    return crop if resize_mode == "stretch" else round(crop * 8 / 7)
+
+
 def load_image(path: Path, size: int) -> torch.Tensor:
     """sRGB float tensor (3, H, W) in [0, 1], shorter side ``size`` pixels."""
     array = np.asarray(_resize_shorter(_open_rgb(path), size), dtype=np.uint8)   # (H, W, 3)
@@ -285,10 +305,18 @@ class RandomCrops(Dataset):
 
     Returns (uint8 tensor (3, crop, crop), label). Every random choice comes from
     a generator seeded by (seed, k), so the stream does not depend on workers.
+    ``resize_mode`` (see `RESIZE_MODES`) says how an image is scaled before the
+    crop: shorter side to ``resize`` or stretched whole to ``resize`` x ``resize``;
+    the random draws are the same in both, so a mode changes only the pixels.
     """
 
-    def __init__(self, data: TrainData, *, crop: int, resize: int, seed: int) -> None:
+    def __init__(self, data: TrainData, *, crop: int, resize: int, seed: int, resize_mode: str = "shorter") -> None:
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {', '.join(map(repr, RESIZE_MODES))}, got {resize_mode!r}")
+        if resize < crop:
+            raise ValueError(f"resize {resize} is smaller than the crop {crop}")
         self.data, self.crop, self.resize, self.seed = data, crop, resize, seed
+        self.resize_mode = resize_mode
         self._perm: tuple[int, np.ndarray] | None = None
         self._cache: dict[int, np.ndarray] = {}
 
@@ -303,7 +331,7 @@ class RandomCrops(Dataset):
     def _pixels(self, index: int) -> np.ndarray:
         if index in self._cache:
             return self._cache[index]
-        img = _resize_shorter(_open_rgb(self.data.root / self.data.names[index]), self.resize)
+        img = RESIZE_MODES[self.resize_mode](_open_rgb(self.data.root / self.data.names[index]), self.resize)
         pixels = np.asarray(img, dtype=np.uint8)                          # (H, W, 3)
         if len(self) <= CACHE_IMAGES_UP_TO:
             self._cache[index] = pixels
@@ -503,7 +531,12 @@ def train(
         raise TrainError("--steps is required: this model's train config names no default")
     train_config["steps"] = steps            # the run's length, as recorded in the checkpoint
     train_config.setdefault("crop", DEFAULT_CROP)
-    train_config.setdefault("resize", round(train_config["crop"] * 8 / 7))
+    resize_mode = train_config.get("resize_mode", "shorter")     # checkpoints from before it existed: "shorter"
+    if resize_mode not in RESIZE_MODES:
+        raise TrainError(f"train config resize_mode must be one of {', '.join(map(repr, RESIZE_MODES))}, "
+                         f"got {resize_mode!r}")
+    train_config["resize_mode"] = resize_mode
+    train_config.setdefault("resize", default_resize(train_config["crop"], resize_mode))
     if train_config["resize"] < train_config["crop"]:
         raise TrainError(f"--resize {train_config['resize']} is smaller than the crop {train_config['crop']}")
 
@@ -530,7 +563,7 @@ def train(
     if ckpt is not None:
         prepared = _from_plain(ckpt["extra"].get("prepared", {}))
     elif callable(getattr(cls, "prepare", None)):
-        once = RandomCrops(dataset_spec, crop=crop_size, resize=resize_size, seed=seed + 1)
+        once = RandomCrops(dataset_spec, crop=crop_size, resize=resize_size, seed=seed + 1, resize_mode=resize_mode)
         loader = _loader(once, _Positions(0, len(once)), batch_size=B, workers=workers, device=dev, seed=seed)
         log(f"estimating {model} statistics from {dataset_spec.description}")
         prepared = cls.prepare(train_config, _batches(loader, dev))
@@ -560,7 +593,7 @@ def train(
 
     if ckpt is not None:
         _set_rng_state(ckpt["extra"]["rng"], dev)
-    dataset = RandomCrops(dataset_spec, crop=crop_size, resize=resize_size, seed=seed)
+    dataset = RandomCrops(dataset_spec, crop=crop_size, resize=resize_size, seed=seed, resize_mode=resize_mode)
     loader = _loader(dataset, _Positions(start * B), batch_size=B, workers=workers, device=dev, seed=seed)
     log(f"training {model} ({sum(p.numel() for p in net.parameters()):,} parameters) on {dev}, "
         f"{dataset_spec.description}, batch {B} of {crop_size} px crops, steps {start}..{steps}")
