@@ -12,20 +12,19 @@ a fraction of a unit.
 
 Choices the paper leaves open
 -----------------------------
-* **The bins** (`ab_bins`). The paper keeps "the Q = 313 values which are in
-  gamut" of a grid of 10 on [-110, 110]^2 and does not say how in-gamut was
-  decided. The sRGB gamut's projection onto the a*b* plane (every colour an 8-bit
-  image can hold, at any L*) touches only 262 cells of that grid, so the authors'
-  set includes a margin around it. We keep the centres that lie within one grid
-  diagonal (10 sqrt 2) of the gamut: the simplest margin that gives the paper's
-  Q = 313. It is a stable rule (the nearest excluded centre lies 14.17 from the
-  gamut, the farthest kept one 13.72; sampling the cube's faces at 32 to 2048
-  points per edge gives the same set) and agrees with a published copy of the
-  authors' list on 310 of 313 bins; the three that differ are on the rim of the
-  gamut, where the empirical prior is near zero. Bins are ordered by a*, then b*,
-  as in the authors' list. A model that loads the authors' released weights takes
-  its bin centres from the weights (`zhang2016`'s ``model_out``), so their order
-  is honoured either way.
+* **The bins** (`ab_bins`) are the authors' list, in the authors' order: the
+  313 centres of ``resources/pts_in_hull.npy`` in github.com/richzhang/colorization
+  (BSD-2-Clause licence, copyright its authors; see that repository's LICENSE),
+  shipped as ``zhang2016_pts_in_hull.txt`` beside this module, one ``a b`` row
+  per bin, sorted by a*, then b*. The paper only says "the Q = 313 values which
+  are in gamut" of a grid of 10 on [-110, 110]^2. A rule of our own (grid
+  centres within one grid diagonal of the sRGB gamut, which this module used
+  before) agreed with the authors on 310 of the 313 centres only, and so put
+  189 of the shared ones at other indices; the order is what makes channel i of
+  the authors' released weights mean bin i, so only their list will do.
+  Every statistic here (soft encoding, prior, weights, decoding) takes the
+  centres as an argument, so a model uses one list throughout (`zhang2016` and
+  `lal2017` check that the prior they are handed was built on their own list).
 * **Soft encoding** (`soft_encode`): Gaussian weights with sigma = 5 on the
   ``neighbours`` nearest bin centres, normalised to sum to 1. The paper says 5
   neighbours; the authors' Caffe training layer used 10. The default is the
@@ -54,14 +53,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
+from pathlib import Path
 
 import torch
 
-from .color import rgb_to_lab
-
 __all__ = [
-    "float32", "GRID", "AB_MAX", "ab_bins", "nearest_bin", "soft_encode", "bin_histogram",
+    "float32", "GRID", "AB_MAX", "BINS_FILE", "ab_bins", "nearest_bin", "soft_encode", "bin_histogram",
     "empirical_prior", "rebalancing_weights", "annealed_mean", "subsample",
     "rebalanced_cross_entropy",
 ]
@@ -77,34 +74,26 @@ def float32(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type=device.type, enabled=False)
 
 
-@functools.lru_cache(maxsize=4)
-def _ab_bins(samples: int) -> torch.Tensor:
-    # The six faces of the RGB cube: their image in Lab is the gamut's surface,
-    # and a solid's projection onto a plane is the projection of its surface.
-    t = torch.linspace(0, 1, samples, dtype=torch.float64)
-    u, v = torch.meshgrid(t, t, indexing="ij")
-    faces = []
-    for channel in range(3):
-        others = [c for c in range(3) if c != channel]
-        for value in (0.0, 1.0):
-            face = torch.empty(3, samples, samples, dtype=torch.float64)
-            face[channel], face[others[0]], face[others[1]] = value, u, v
-            faces.append(face)
-    ab = rgb_to_lab(torch.stack(faces))[:, 1:].permute(1, 0, 2, 3).reshape(2, -1).T   # (P, 2)
-    axis = torch.arange(-AB_MAX, AB_MAX + GRID / 2, GRID, dtype=torch.float64)     # 23 values
-    grid = torch.cartesian_prod(axis, axis)                                          # (529, 2), a then b
-    distance = torch.cdist(grid, ab).min(dim=1).values                               # (529,)
-    return grid[distance < GRID * math.sqrt(2)].float()
+BINS_FILE = Path(__file__).with_name("zhang2016_pts_in_hull.txt")
 
 
-def ab_bins(samples: int = 64) -> torch.Tensor:
-    """The Q = 313 bin centres (Q, 2) in a*b* units, ordered by a*, then b*.
+@functools.lru_cache(maxsize=1)
+def _ab_bins() -> torch.Tensor:
+    rows = [line.split() for line in BINS_FILE.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    bins = torch.tensor([[float(a), float(b)] for a, b in rows], dtype=torch.float32)
+    if bins.shape != (313, 2):
+        raise RuntimeError(f"{BINS_FILE} holds {len(bins)} rows, expected the 313 a*b* bins")
+    return bins
 
-    Built from the sRGB gamut (see the module docstring): grid centres within one
-    grid diagonal of some sRGB colour's a*b*. ``samples`` points per edge of the
-    RGB cube's faces are enough from 32 on. Returns a new float32 CPU tensor.
+
+def ab_bins() -> torch.Tensor:
+    """The Q = 313 bin centres (Q, 2) in a*b* units, the authors' list in the authors' order.
+
+    Row i is the centre of output channel i of Zhang et al.'s released networks
+    (read from ``zhang2016_pts_in_hull.txt``; see the module docstring). Returns a
+    new float32 CPU tensor.
     """
-    return _ab_bins(samples).clone()
+    return _ab_bins().clone()
 
 
 def _flat_ab(ab: torch.Tensor) -> torch.Tensor:

@@ -21,39 +21,59 @@ State-dict keys ``model1.0.weight`` ... ``model8.6.bias`` and ``model_out.weight
 (2, 313, 1, 1); 32,236,011 parameters at full width (the paper's 32.2 M). Input
 (L* - 50) / 100, output a*b* = 110 * decoded.
 
-Decoding. The module's own path is softmax -> ``model_out`` -> x4 bilinear, the
-expectation over the bins (T = 1). The paper's test-time decoding is the
-annealed mean, softmax(logits / T) with T = 0.38, and is what `forward` does:
-the same ``model_out`` applied to the annealed distribution, in float32, so
-``temperature=1.0`` reproduces the ``eccv16`` module exactly. Whether the
-authors' PyTorch conversion folded their deploy net's 1/T = 2.606 logit scale
-into ``model8.6`` is not documented; with their weights, compare
-``temperature=1.0`` (their module's output) with the default. The model is
-deterministic: ``colorize`` ignores ``generator``.
+Decoding. The ``eccv16`` module's own path is softmax -> ``model_out`` -> x4
+bilinear -> x110: the expectation over the bins of softmax(logits), i.e. the
+annealed mean at T = 1. The paper decodes with T = 0.38 (the authors' Caffe
+deploy net scales its logits by 2.606 before the softmax); whether their PyTorch
+conversion folded that scale into ``model8.6`` is not documented, but their
+PyTorch module is what their weights were released to be run with. So the
+decoding temperature is an inference setting (``temperature``, in
+`inference_options`), recorded in `params`:
 
-Choices the paper leaves open, and departures
----------------------------------------------
+* a file in the authors' layout (a plain ``eccv16`` state dict) defaults to
+  T = 1 and then colorizes exactly as the authors' module does (tested against
+  a functional re-statement of their layer list to 1e-3 a*b*);
+* a checkpoint trained here records its T in its config (the paper's 0.38 by
+  default) and decodes with it;
+* either accepts ``temperature=...`` from `from_checkpoint` as an override.
+
+The model is deterministic: ``colorize`` ignores ``generator``.
+
+Choices (departures from the paper and from the authors' code, and why)
+------------------------------------------------------------------------
+* **Bins**: the authors' 313 centres in the authors' order
+  (`colorizers.quantization.ab_bins`, shipped from their ``pts_in_hull``),
+  so that channel i means the same colour in their weights and in ours.
+* **Decoding temperature**: see above. An authors' file decodes at T = 1
+  (their module's output) unless told otherwise; trained checkpoints at the
+  paper's 0.38. The annealed mean runs in float32 whatever the network's dtype.
 * Widths scale with ``width_mult`` (1.0 = the paper), for small demo models; the
   depth, strides and dilations never change.
 * Inputs whose sides are not multiples of 8 are padded (replicate) up to the next
   multiple and the output cropped back, so that the x4 upsampling lands exactly
-  on the input's pixels.
+  on the input's pixels (the authors' module returns a map of another size for
+  such inputs; for multiples of 8 the two agree).
 * Initialisation: PyTorch's defaults (the authors used a data-dependent
   k-means initialisation, Kraehenbuehl et al. 2016, to train from scratch).
-* ``model_out`` is fixed (not trained): it holds the bin centres, as the
+* ``model_out`` is fixed (not trained): it holds the bin centres / 110, as the
   authors' deploy net sets it. Decoding and the training targets read the
-  centres from it, so weights and bins always agree.
+  centres from it (`bin_centres`), so weights and bins always agree.
 * The class-rebalancing prior is estimated by `prepare` from the training data
   the trainer is given (ImageNet in the paper; up to ``prior_images`` = 50,000
-  images, plenty for a 313-bin histogram) and travels in the checkpoint, not in
-  the state dict, which stays exactly the ``eccv16`` one.
+  images, plenty for a 313-bin histogram) on the bin list the loss uses
+  (`load_prepared` refuses a prior built on another list), and travels in the
+  checkpoint, not in the state dict, which stays exactly the ``eccv16`` one.
+* Soft encoding over the paper's 5 neighbours (``neighbours``; the authors'
+  Caffe layer used 10), lambda 0.5, sigma 5: see `colorizers.quantization`.
 * Training recipe (`default_train_config`): the paper's Adam, beta (0.9, 0.99),
   weight decay 1e-3 as an L2 term on the gradient (Caffe's weight decay, which
   is what ``torch.optim.Adam`` does), lr 3e-5 divided by 10 at 225k of 450k
-  iterations, batch 40 of 176 x 176 crops with mirroring.
+  iterations, batch 40 of 176 x 176 random crops (mirrored) of images whose
+  shorter side is scaled to 256 (``resize``), the authors' data scales.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
@@ -71,9 +91,16 @@ from .quantization import (
 from .registry import register
 from .training import TrainableColorizer, TrainBatch
 
-__all__ = ["Zhang2016Config", "Zhang2016", "zhang2016", "eccv16_blocks", "L_CENT", "L_NORM", "AB_NORM"]
+__all__ = [
+    "Zhang2016Config", "Zhang2016", "zhang2016", "eccv16_blocks", "estimate_prior", "estimate_prepared",
+    "check_temperature", "L_CENT", "L_NORM", "AB_NORM", "AUTHORS_TEMPERATURE",
+]
 
 L_CENT, L_NORM, AB_NORM = 50.0, 100.0, 110.0
+AUTHORS_TEMPERATURE = 1.0   # the eccv16 module's own decoding: softmax, then model_out
+TEMPERATURE_HELP = ("annealed-mean decoding temperature T > 0: softmax(logits / T), then the mean over the "
+                    "313 bins; 1 = the plain mean, towards 0 = the most likely bin (default: the checkpoint's, "
+                    "the paper's 0.38 when trained here; 1.0, the authors' module, for their released weights)")
 
 # block: (convs, output width, stride of the last conv, dilation); model8 is built apart
 _BLOCKS = {
@@ -93,11 +120,18 @@ class Zhang2016Config:
     """Constructor arguments of `Zhang2016` (defaults: the paper)."""
 
     width_mult: float = 1.0            # channel widths x this; 1.0 = 64 ... 512
-    temperature: float = TEMPERATURE   # annealed-mean T at test time
+    temperature: float = TEMPERATURE   # annealed-mean T at test time (an authors' file: 1.0)
     neighbours: int = 5                # soft-encoding neighbours (paper 5, authors' code 10)
     sigma: float = SIGMA               # soft-encoding Gaussian
     rebalance_lambda: float = 0.5      # mix of prior and uniform in the rebalancing weights
     chroma_threshold: float = 5.0      # images without |a*| or |b*| above it are left out of the loss
+
+
+def check_temperature(value: Any) -> float:
+    """``value`` as a float if it is a finite positive number, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"temperature must be a finite positive number, got {value!r}")
+    return float(value)
 
 
 def _width(channels: int, width_mult: float) -> int:
@@ -141,11 +175,14 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = 8) -> torch.Tensor:
 class Zhang2016(TrainableColorizer):
     """Zhang et al. 2016's classification colorizer (see the module docstring)."""
 
+    inference_options = {"temperature": TEMPERATURE_HELP}
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
         cfg = Zhang2016Config(**kwargs)
-        if cfg.width_mult <= 0 or cfg.temperature <= 0:
-            raise ValueError(f"width_mult and temperature must be positive, got {cfg}")
+        cfg.temperature = check_temperature(cfg.temperature)
+        if cfg.width_mult <= 0:
+            raise ValueError(f"width_mult must be positive, got {cfg.width_mult}")
         self.config = asdict(cfg)
         self.cfg = cfg
         bins = ab_bins()                                                   # (313, 2)
@@ -189,16 +226,20 @@ class Zhang2016(TrainableColorizer):
         """Load a checkpoint written by ``train_colorizer``, or the authors' released weights.
 
         A plain state dict with the ``eccv16`` keys (the authors' PyTorch file)
-        loads strictly into the full-width model with the default config.
+        loads strictly into the full-width model, decoding at T = 1 as their
+        module does. ``kwargs`` are inference settings (`inference_options`)
+        for either kind of file; a bad value is a CheckpointError naming ``path``.
         """
         if path is None:
             raise ValueError(f"colorizer {cls.name!r} needs a checkpoint path")
+        cls.check_inference_options(kwargs)
         raw = _plain_state_dict(path)
         if raw is None:
             return super().from_checkpoint(path, **kwargs)
-        if kwargs:
-            raise TypeError(f"unexpected keyword arguments {sorted(kwargs)}")
-        model = cls()
+        try:
+            model = cls(**{"temperature": AUTHORS_TEMPERATURE, **kwargs})
+        except ValueError as exc:
+            raise CheckpointError(f"{path} does not fit {cls.name!r}: {exc}") from exc
         try:
             model.load_state_dict(raw, strict=True)
         except RuntimeError as exc:
@@ -210,7 +251,7 @@ class Zhang2016(TrainableColorizer):
     @classmethod
     def default_train_config(cls) -> dict[str, Any]:
         return {
-            "batch_size": 40, "crop": 176, "steps": 450_000,
+            "batch_size": 40, "resize": 256, "crop": 176, "steps": 450_000,
             "lr": 3e-5, "betas": [0.9, 0.99], "weight_decay": 1e-3,
             "lr_milestones": [225_000], "lr_gamma": 0.1,
             "prior_images": 50_000,   # images the ab prior is estimated from (the whole set if fewer)
@@ -224,10 +265,10 @@ class Zhang2016(TrainableColorizer):
 
     @classmethod
     def prepare(cls, config: Mapping[str, Any], batches: Iterable[TrainBatch]) -> dict[str, Any]:
-        return {"ab_prior": estimate_prior(batches, limit=config.get("prior_images"))}
+        return estimate_prepared(batches, ab_bins(), limit=config.get("prior_images"))
 
     def load_prepared(self, prepared: Mapping[str, Any]) -> None:
-        self.class_weights.copy_(_class_weights(prepared, len(self.class_weights), self.cfg.rebalance_lambda))
+        self.class_weights.copy_(_class_weights(prepared, self.bin_centres(), self.cfg.rebalance_lambda))
 
     def train_step(self, batch: TrainBatch, step: int, optimizers: Mapping[str, tuple]) -> dict[str, float]:
         optimizer, scheduler = optimizers["net"]
@@ -254,9 +295,13 @@ def zhang2016(**kwargs: Any) -> Zhang2016:
 
 # --- shared with lal2017 ------------------------------------------------------
 
-def estimate_prior(batches: Iterable[TrainBatch], *, limit: int | None = None) -> torch.Tensor:
-    """The smoothed empirical a*b* prior (313,) of up to ``limit`` training images."""
-    centres = ab_bins()
+def estimate_prior(batches: Iterable[TrainBatch], centres: torch.Tensor, *, limit: int | None = None) -> torch.Tensor:
+    """The smoothed empirical a*b* prior (Q,) on ``centres`` (Q, 2), of up to ``limit`` training images.
+
+    ``centres`` must be the list the loss soft-encodes its targets on (a model's
+    bin centres): entry q of the prior is the mass of ``centres[q]``.
+    """
+    centres = centres.detach().float().cpu()
     counts = torch.zeros(len(centres), dtype=torch.float64)
     seen = 0
     for batch in batches:
@@ -269,10 +314,22 @@ def estimate_prior(batches: Iterable[TrainBatch], *, limit: int | None = None) -
     return empirical_prior(counts, centres)
 
 
-def _class_weights(prepared: Mapping[str, Any], num_bins: int, lam: float) -> torch.Tensor:
+def estimate_prepared(batches: Iterable[TrainBatch], centres: torch.Tensor, *, limit: int | None) -> dict[str, Any]:
+    """`prepare`'s statistics: the prior and the bin list it was built on."""
+    return {"ab_prior": estimate_prior(batches, centres, limit=limit), "ab_bins": centres.detach().float().cpu()}
+
+
+def _class_weights(prepared: Mapping[str, Any], centres: torch.Tensor, lam: float) -> torch.Tensor:
+    """Rebalancing weights from ``prepared``, refusing a prior built on a list other than ``centres``."""
+    num_bins = len(centres)
     prior = prepared.get("ab_prior")
     if not isinstance(prior, torch.Tensor) or prior.shape != (num_bins,):
         raise ValueError(f"prepared statistics need an 'ab_prior' of shape ({num_bins},)")
+    built_on = prepared.get("ab_bins")        # absent in checkpoints written before it was recorded
+    if built_on is not None and (not isinstance(built_on, torch.Tensor) or built_on.shape != centres.shape
+                                 or not torch.allclose(built_on.float().cpu(), centres.detach().float().cpu(),
+                                                       atol=1e-3)):
+        raise ValueError("the prepared a*b* prior was built on another bin list than this model's bin centres")
     return rebalancing_weights(prior, lam=lam)
 
 

@@ -1,17 +1,27 @@
 """Zhang et al.'s quantized a*b* space: bins, soft encoding, prior, weights, decoding, loss."""
 from __future__ import annotations
 
+import hashlib
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from colorizers.color import lab_to_rgb, rgb_to_lab
 from colorizers.quantization import (
-    ab_bins, annealed_mean, bin_histogram, empirical_prior, nearest_bin, rebalanced_cross_entropy,
+    BINS_FILE, ab_bins, annealed_mean, bin_histogram, empirical_prior, nearest_bin, rebalanced_cross_entropy,
     rebalancing_weights, soft_encode, subsample,
 )
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "zhang2016-pts-in-hull.txt"
+# sha256 of the authors' 313 rows written "a b" (integers), joined by newlines: pins the list and its order
+AUTHORS_BINS_SHA256 = "0f78a6b229442c5552f5200f2f5b146764cf5b95060329c5f3226c30c50847b9"
 
+
+def authors_rows(path: Path) -> list[tuple[int, int]]:
+    """The a b rows of a pts_in_hull text file, read with numpy (not with the module's reader)."""
+    return [(int(a), int(b)) for a, b in np.loadtxt(path, comments="#")]
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +48,30 @@ def test_bins_are_ordered_by_a_then_b(bins):
     assert keys == sorted(keys)
 
 
-def test_the_bin_set_does_not_depend_on_the_gamut_sampling_density():
-    assert torch.equal(ab_bins(32), ab_bins(64))
+def test_the_bins_are_the_authors_list_row_by_row(bins):
+    shipped = authors_rows(BINS_FILE)
+    digest = hashlib.sha256("\n".join(f"{a} {b}" for a, b in shipped).encode()).hexdigest()
+    assert digest == AUTHORS_BINS_SHA256
+    assert [tuple(map(int, row)) for row in bins.tolist()] == shipped
+    if REFERENCE.exists():                       # the project's reference copy, where the checkout has it
+        assert authors_rows(REFERENCE) == shipped
+    # spot checks from the authors' file: first, middle and last rows
+    assert (shipped[0], shipped[54], shipped[120], shipped[312]) == ((-90, 50), (-40, 10), (0, 0), (100, 0))
+
+
+def test_an_off_by_one_in_the_bin_order_is_caught(bins):
+    shifted = torch.roll(bins, 1, dims=0)
+    digest = hashlib.sha256("\n".join(f"{int(a)} {int(b)}" for a, b in shifted.tolist()).encode()).hexdigest()
+    assert digest != AUTHORS_BINS_SHA256
+    # a colour's bin is the authors' row of its centre, not a neighbour's
+    ab = torch.tensor([[0.0, 0.0], [20.0, -30.0], [-40.0, 10.0]]).T.reshape(1, 2, 1, 3)
+    assert nearest_bin(ab, bins).flatten().tolist() == [120, 154, 54]
+    assert nearest_bin(ab, shifted).flatten().tolist() == [121, 155, 55]
+
+
+def test_the_bins_file_names_its_source_and_licence():
+    header = BINS_FILE.read_text().split("\n", 3)[:3]
+    assert "richzhang/colorization" in header[1] and "BSD-2-Clause" in header[1]
 
 
 def test_grey_and_the_srgb_primaries_fall_into_bins_close_to_their_colour(bins):
