@@ -1,6 +1,7 @@
 """A registry of colorizers by name, in the manner of torchvision's `get_model`."""
 from __future__ import annotations
 
+import textwrap
 from typing import Callable, TypeVar
 
 from .base import Colorizer
@@ -40,6 +41,7 @@ def list_colorizers() -> list[str]:
 
 def describe_inference_options(prefix: str = "  ") -> str:
     """One line per inference setting of every registered colorizer, ``NAME.KEY: what it does``, for --help."""
-    lines = [f"{prefix}{name}.{key}: {text}" for name in list_colorizers()
-             for key, text in get_colorizer(name).inference_options.items()]
+    lines = [textwrap.fill(f"{name}.{key}: {text}", width=79, initial_indent=prefix,
+                           subsequent_indent=prefix + "    ", break_on_hyphens=False)
+             for name in list_colorizers() for key, text in get_colorizer(name).inference_options.items()]
     return "\n".join(lines) or f"{prefix}(none)"
