@@ -270,3 +270,20 @@ def test_each_positions_bin_has_the_models_distribution(cached, temperature, see
     assert len(results) >= 2 * DIST_H * DIST_W + 6                  # grouped comparisons too, not only "all"
     failed = [(what, round(tv, 4), round(bound, 4)) for what, tv, bound in results if tv >= bound]
     assert not failed, f"TV at or above its bound (what, TV, bound): {failed}"
+
+
+@pytest.mark.parametrize("mutant", ["bin one up", "Cr and Cb swapped"])
+@pytest.mark.parametrize("cached", [False, True])
+def test_the_distribution_test_fails_a_wrong_draw(cached, mutant):
+    """The check above is not vacuous: samples with every bin one too high, or with each
+    pixel's Cr and Cb exchanged, take comparisons over their bounds."""
+    net = peaked_net()
+    right = net.sample
+
+    def wrong(*args, **kwargs):
+        bins = right(*args, **kwargs)
+        return (bins + 1) % DIST_BINS if mutant == "bin one up" else bins.flip(1)
+
+    net.sample = wrong
+    results = sampler_tv(net, cached=cached, temperature=1.0, seed=34)
+    assert any(tv >= bound for _, tv, bound in results), f"{mutant}: every comparison within its bound"

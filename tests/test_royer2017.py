@@ -397,6 +397,49 @@ def test_samples_follow_the_models_exact_distribution(sampler, seed):
         assert tv < bound, f"pixel {pixel}: total variation {tv:.3f} from the model's distribution > {bound:.3f}"
 
 
+def _swapped(first: int, second: int):
+    """A `mixture_sample` reading coefficient ``first`` where ``second`` is (0 c_aL, 1 c_bL, 2 c_ba) and back."""
+    import colorizers.pixelcnnpp as pcnn
+
+    original = pcnn.mixture_sample
+
+    def mutated(params, L, gumbel, logistic, temperature, n_mix):
+        K, params = n_mix, params.clone()
+        lo, hi = (K + first * K, K + first * K + K), (K + second * K, K + second * K + K)
+        params[..., lo[0]:lo[1]], params[..., hi[0]:hi[1]] = params[..., hi[0]:hi[1]].clone(), params[..., lo[0]:lo[1]].clone()
+        return original(params, L, gumbel, logistic, temperature, n_mix)
+
+    return mutated
+
+
+def _shifted(channel: int):
+    """A `mixture_sample` whose ``channel`` (0 a, 1 b) comes out one level up (an off-by-one bin)."""
+    import colorizers.pixelcnnpp as pcnn
+
+    original = pcnn.mixture_sample
+
+    def mutated(params, L, gumbel, logistic, temperature, n_mix):
+        ab = original(params, L, gumbel, logistic, temperature, n_mix).clone()
+        ab[..., channel] = (ab[..., channel] + 2 / 255).clamp(-1, 1)
+        return ab
+
+    return mutated
+
+
+@pytest.mark.parametrize("mutant", ["c_aL<->c_bL", "c_bL<->c_ba", "a one level up", "b one level up"])
+@pytest.mark.parametrize("sampler", [sample_naive, sample_cached])
+def test_the_distribution_test_fails_a_wrong_draw(monkeypatch, sampler, mutant):
+    """The check above is not vacuous: a swapped mixture coefficient or an off-by-one bin in
+    `mixture_sample`, which both samplers share, takes some pixel over its bound."""
+    import colorizers.pixelcnnpp as pcnn
+
+    wrong = {"c_aL<->c_bL": _swapped(0, 1), "c_bL<->c_ba": _swapped(1, 2),
+             "a one level up": _shifted(0), "b one level up": _shifted(1)}[mutant]
+    monkeypatch.setattr(pcnn, "mixture_sample", wrong)
+    worst = max(tv - bound for tv, bound in sampler_tv_and_bound(sampler, 3))
+    assert worst > 0, f"{mutant}: every pixel within its bound (worst margin {worst:.3f})"
+
+
 def test_noise_of_an_image_depends_on_its_own_generator_only():
     together = draw_noise(seeds(5, 6), 2, 4, 4, 3, device=CPU)
     alone = draw_noise(seeds(6), 1, 4, 4, 3, device=CPU)
