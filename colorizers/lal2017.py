@@ -62,19 +62,20 @@ Choices (every deviation from the paper, and why; there is no authors' code)
   --steps 75 --every 15``, when the
   critic has trained), the norm of each unweighted term's gradient at the
   generator's last shared feature map (the 256 channels both heads read):
-  |grad L_co| 3.1e-3 to 4.9e-3, |grad L_cl| / |grad L_co| 0.95 to 1.5 (median
-  1.17), |grad L_g| / |grad L_co| 7.7 to 13.8 (median 10.1; 1e-2 at step 0,
+  |grad L_co| 3.0e-3 to 4.9e-3, |grad L_cl| / |grad L_co| 0.95 to 1.50 (median
+  1.17), |grad L_g| / |grad L_co| 7.5 to 14.3 (median 10.8; 1e-2 at step 0,
   before the critic has trained). With ChromaGAN's weights the class term would
   thus carry 0.35% of the colour gradient (nothing) and the adversarial one
-  101% (as much as colour); rescaling both by the colour terms' ratio
+  108% (as much as colour); rescaling both by the colour terms' ratio
   (|grad L_co| / |grad MSE|, median 52, so 0.16 and 5.2)
   does not transfer either, because the adversarial gradient is set by the
   critic's gradient penalty, not by the colour loss. So we fix the balance
   itself: each auxiliary term's weighted gradient is one tenth of the colour
   term's (the supervised loss keeps the colours anchored; the class term shapes
   the features and the critic sharpens, neither competes with colour), which
-  gives 0.1 / 1.17 = 0.085 and 0.1 / 10.1 = 0.0099, rounded to one
-  significant digit.
+  gives 0.1 / 1.17 = 0.085 and 0.1 / 10.8 = 0.0093, kept to one significant
+  digit as 0.08 and 0.01: between measurements the ratios move by a third either
+  way, far more than the rounding.
 * **Optimiser** (`default_train_config`): Adam, lr 1e-4, betas (0, 0.9) for both
   players, WGAN-GP's defaults; batch 32 of 176 x 176 random crops (mirrored) of
   images whose shorter side is scaled to 256 (``resize``): Zhang et al.'s data

@@ -86,7 +86,8 @@ RECIPES: dict[str, tuple[list[str], str]] = {
          "--config", "embed_widths=[16,32,64,64]", "--config", "embed_blocks=1", "--config", "embed_dilated_blocks=1",
          "--config", "embed_channels=48", "--config", "channels=32", "--config", "n_blocks=2", "--config", "n_mix=5",
          "--config", "dropout=0.1", "--config", "polyak=false"],
-        "Royer2017.demo_config() without the Polyak-averaged copy of the weights, which would double the file",
+        "Royer2017.demo_config() without the Polyak-averaged copy of the weights, which would double the file; "
+        "whole photos stretched to 64 x 64, as the authors stretch theirs to 128",
     ),
 }
 
