@@ -20,6 +20,11 @@ hype_time
 VTTResult, Comparison, RaterQuality, Agreement, HypeTimeResult
     Their results.
 
+Ids (of images, raters, methods, units) are all str or all int (or all float):
+a missing id (None, NaN) or a mix of kinds (1 and "1") raises ValueError, since
+either would silently merge or split clusters. An array numpy has already
+converted (``np.asarray([1, "1"])`` is two strings "1") cannot be checked.
+
 Depends on numpy and scipy only.
 """
 from .comparison import Comparison, compare, compare_all, holm

@@ -34,9 +34,67 @@ def binary(name, values, what="booleans or 0/1"):
     return y.astype(np.float64)
 
 
+def _id_kind(kind):
+    """The kind of an id's type: 'str', 'int', 'float', 'bool', 'None' or the type's name."""
+    if issubclass(kind, (str, np.str_, bytes, np.bytes_)):
+        return "str"
+    if issubclass(kind, (bool, np.bool_)):
+        return "bool"
+    if issubclass(kind, numbers.Integral):
+        return "int"
+    if issubclass(kind, numbers.Real):
+        return "float"
+    if kind is type(None):
+        return "None"
+    return kind.__name__
+
+
+_DTYPE_KINDS = {"U": "str", "S": "str", "i": "int", "u": "int", "f": "float", "b": "bool"}
+
+
+def check_ids(name, ids):
+    """`ids` (array_like) as a 1-D array, refusing what would silently merge or split ids.
+
+    A missing id (None, NaN) would become one id shared by every missing one, and
+    ids of mixed kinds (1 and "1", 1 and 1.0) would be merged or ordered by accident:
+    each is a ValueError naming the parameter and the first offending value.
+    """
+    if isinstance(ids, np.ndarray) and ids.dtype != object:
+        kinds = {_DTYPE_KINDS.get(ids.dtype.kind, str(ids.dtype))}
+        flat = ids.ravel()
+    else:
+        flat = ids.ravel() if isinstance(ids, np.ndarray) else ids
+        if not isinstance(flat, (list, tuple, np.ndarray)):
+            flat = list(flat)
+        kinds = {_id_kind(t) for t in set(map(type, flat))}
+    if "None" in kinds:
+        at = next(i for i, v in enumerate(flat) if v is None)
+        raise ValueError(f"`{name}` must not contain None (a missing id); got None at position {at}.")
+    if len(kinds) > 1 and "float" in kinds:
+        at = next((i for i, v in enumerate(flat) if isinstance(v, numbers.Real) and v != v), None)
+        if at is not None:
+            raise ValueError(f"`{name}` must not contain NaN (a missing id); got nan at position {at}.")
+    if len(kinds) > 1:
+        examples = {}
+        for v in flat:
+            examples.setdefault(_id_kind(type(v)), v)
+            if len(examples) == len(kinds):
+                break
+        shown = " and ".join(f"{examples[k]!r} ({k})" for k in sorted(examples))
+        raise ValueError(f"`{name}` must be ids of one kind (all str or all int); got a mix: {shown}.")
+    values = one_dimensional(name, ids)
+    if kinds == {"float"}:
+        missing = np.flatnonzero(np.isnan(values.astype(np.float64)))
+        if missing.size:
+            raise ValueError(f"`{name}` must not contain NaN (a missing id); got nan at position {missing[0]}.")
+    if kinds - {"str", "int", "float", "bool"}:
+        raise ValueError(f"`{name}` must be ids of one kind (all str or all int); got {', '.join(sorted(kinds))}.")
+    return values
+
+
 def codes(name, ids, n, reference="chose_generated"):
     """Integer codes 0..k-1 of `ids` (length `n`), the sorted unique ids."""
-    ids = one_dimensional(name, ids)
+    ids = check_ids(name, ids)
     if ids.size != n:
         raise ValueError(f"`{name}` must have the same length as "
                          f"`{reference}` ({n}); got {ids.size}.")

@@ -474,7 +474,7 @@ def compare(chose_generated, image_ids, rater_ids, method_ids, *, pair=None,
     0.118 [0.056, 0.177], p = 0.0010
     """
     y = _common.binary("chose_generated", chose_generated)
-    methods = _common.one_dimensional("method_ids", method_ids)
+    methods = _common.check_ids("method_ids", method_ids)
     if pair is not None:
         try:
             first, second = pair
@@ -492,8 +492,8 @@ def compare(chose_generated, image_ids, rater_ids, method_ids, *, pair=None,
             keep = (methods == first) | (methods == second)
             y = y[keep]
             methods = methods[keep]
-            image_ids = _common.one_dimensional("image_ids", image_ids)
-            rater_ids = _common.one_dimensional("rater_ids", rater_ids)
+            image_ids = _common.check_ids("image_ids", image_ids)
+            rater_ids = _common.check_ids("rater_ids", rater_ids)
             if image_ids.size == keep.size:
                 image_ids = image_ids[keep]
             if rater_ids.size == keep.size:

@@ -122,7 +122,7 @@ def quality(rater_ids, is_catch, correct, *, max_fail_rate=0.25):
     0.25 [0.688, 0.085]
     0.5 [0.312, 0.008]
     """
-    ids = _common.one_dimensional("rater_ids", rater_ids)
+    ids = _common.check_ids("rater_ids", rater_ids)
     n = ids.size
     rat, raters = _common.codes("rater_ids", ids, n, reference="rater_ids")
     catch = _common.binary("is_catch", is_catch).astype(bool)

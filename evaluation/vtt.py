@@ -145,7 +145,8 @@ def score(chose_generated, image_ids, rater_ids, *, method="bootstrap",
         One entry per judgment: true (1) when the rater picked the generated
         image as the one with the true colors.
     image_ids : array_like, shape (n,)
-        Id of the image judged in each trial, all str or all int.
+        Id of the image judged in each trial, all str or all int; None, NaN
+        and ids of mixed kinds (1 and "1") are errors, never merged.
     rater_ids : array_like, shape (n,)
         Id of the rater of each trial, all str or all int.
     method : {'bootstrap', 'wilson'}, optional
