@@ -25,7 +25,6 @@ import http.cookiejar
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vtt.loadtest import wait_until_up  # noqa: E402  (standard library only: runs before any venv exists)
+from vtt.loadtest import stop_group, wait_until_up  # noqa: E402  (standard library only: runs before any venv exists)
 
 BASE = "http://127.0.0.1:8000"
 
@@ -48,15 +47,6 @@ def run_demo(clone: Path, log: Path, env: dict[str, str], limit: float) -> tuple
         process = subprocess.Popen(["make", "demo"], cwd=clone, stdout=out, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)
         return process, wait_until_up(f"{BASE}/e/demo/", process, seconds=limit, what="make demo")
-
-
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def first_requests() -> list[tuple[str, float]]:
@@ -114,10 +104,10 @@ def main() -> int:
         for label, seconds in first_requests():
             print(f"  first request, {label}: {seconds * 1000:.0f} ms")
         serving = sorted(p.name for p in (clone / "var").glob("gunicorn*"))
-        stop(process)
+        stop_group(process, seconds=30)
         process, again = run_demo(clone, clone.parent / "demo-rerun.log", env, args.limit)
         print(f"make demo again -> landing page answers: {again:.1f} s")
-        stop(process)
+        stop_group(process, seconds=30)
         for name in ("demo-install.log", "demo-fresh.log", "demo-rerun.log"):
             lines = (clone.parent / name).read_text().count("\n")
             print(f"{name}: {lines} lines")

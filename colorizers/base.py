@@ -70,8 +70,16 @@ class Colorizer(nn.Module):
         """
         if path is not None and not cls.needs_checkpoint:
             raise ValueError(f"colorizer {cls.name!r} takes no checkpoint, got {path!r}")
-        cls.check_inference_options(kwargs)
+        cls.check_inference_values(kwargs)
         return cls(**kwargs)
+
+    @classmethod
+    def check_inference_values(cls, settings: dict[str, Any]) -> None:
+        """TypeError for a name that is no inference setting; a subclass adds ValueError for a bad value.
+
+        Loaders call it before they read a file, so a bad setting is named before any I/O.
+        """
+        cls.check_inference_options(settings)
 
     @classmethod
     def check_inference_options(cls, settings: dict[str, Any]) -> None:

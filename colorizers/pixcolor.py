@@ -156,12 +156,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Colorizer
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .color import lab_to_rgb, rgb_to_lab, rgb_to_ycbcr, ycbcr_to_rgb
 from .pixelcnn import PixelCNN, bin_centres, gumbel_noise, nll
 from .registry import register
 from .resnet import ResNetTrunk, load_torchvision_weights
+from .training import TrainableColorizer
 
 __all__ = ["PixColor", "ConditioningNetwork", "RefinementNetwork", "REFINEMENT_LAYERS"]
 
@@ -281,7 +281,7 @@ def compose_ycbcr(y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
 
 
 @register("pixcolor")
-class PixColor(Colorizer):
+class PixColor(TrainableColorizer):
     """PixColor (Guadarrama et al., BMVC 2017); see the module docstring.
 
     Parameters
@@ -596,25 +596,3 @@ class PixColor(Colorizer):
         """Write weights and ``params()`` (see `colorizers.checkpoint`)."""
         save_checkpoint(path, model_name=self.name, state_dict=self.state_dict(),
                         config=self.params(), extra=extra)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> "PixColor":
-        """Build the model from the checkpoint's configuration and load its weights (strict).
-
-        ``overrides`` are inference settings (`inference_options`: temperature, sampler,
-        cuda_graph) that replace the checkpoint's and are recorded in `params`; another
-        name raises TypeError, a bad value ValueError, both before the file is read.
-        Every problem with the file, a configuration or weights that do not fit included,
-        raises CheckpointError naming it. A checkpoint written before ``trunk_init``
-        existed gets it from its ``trunk_weights`` (None: ``"scratch"``).
-        """
-        if path is None:
-            raise ValueError(f"colorizer {cls.name!r} needs a checkpoint path")
-        cls.check_inference_values(overrides)
-        ckpt = load_checkpoint(path, expected_model=cls.name)
-        try:
-            model = cls(**{**ckpt["config"], **overrides})
-            model.load_state_dict(ckpt["state_dict"], strict=True)
-        except (TypeError, ValueError, RuntimeError, KeyError) as exc:
-            raise CheckpointError(f"{path} does not fit {cls.name!r}: {exc}") from exc
-        return model

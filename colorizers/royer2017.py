@@ -117,14 +117,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Colorizer
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .color import rgb_to_lab
 from .pixelcnnpp import (
     PARAMS_PER_COMPONENT, GatedResidual, PixelCNNDecoder, draw_noise, mixture_bits_per_dim,
     mixture_sample, quantize, sample_cached, sample_naive,
 )
 from .registry import register
+from .training import TrainableColorizer
 
 __all__ = ["EmbeddingNet", "PICNet", "Royer2017", "DEMO_CONFIG", "ab_to_unit", "unit_to_ab"]
 
@@ -282,7 +282,7 @@ def _centre_square(x: torch.Tensor) -> torch.Tensor:
 
 
 @register("royer2017")
-class Royer2017(Colorizer):
+class Royer2017(TrainableColorizer):
     """Probabilistic Image Colorization (Royer et al., BMVC 2017); see the module docstring.
 
     Parameters
@@ -546,27 +546,6 @@ class Royer2017(Colorizer):
         """Write weights and ``params()`` (see `colorizers.checkpoint`)."""
         save_checkpoint(path, model_name=self.name, state_dict=self.state_dict(),
                         config=self.params(), extra=extra)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> "Royer2017":
-        """Build the model from the checkpoint's configuration and load its weights (strict).
-
-        ``overrides`` are inference settings (`inference_options`: mode, temperature,
-        sampler, cuda_graph) that replace the checkpoint's and are recorded in `params`;
-        another name raises TypeError, a bad value ValueError, both before the file is read.
-        Every problem with the file, a configuration or weights that do not fit included,
-        raises CheckpointError naming it.
-        """
-        if path is None:
-            raise ValueError(f"colorizer {cls.name!r} needs a checkpoint path")
-        cls.check_inference_values(overrides)
-        ckpt = load_checkpoint(path, expected_model=cls.name)
-        try:
-            model = cls(**{**ckpt["config"], **overrides})
-            model.load_state_dict(ckpt["state_dict"], strict=True)
-        except (TypeError, ValueError, RuntimeError, KeyError) as exc:
-            raise CheckpointError(f"{path} does not fit {cls.name!r}: {exc}") from exc
-        return model
 
 
 def _check_inference_values(c: dict[str, Any]) -> None:

@@ -45,7 +45,8 @@ TRAINING_ONLY = {"steps": None, "batch_size": None, "crop": None, "resize": None
 OPTIONS = ("model", "data", "out", "size", "device", "seed", "workers", *TRAINING_ONLY)
 
 
-def SETTINGS_EPILOG() -> str:  # noqa: N802 (a constant, computed once the colorizers are registered)
+def settings_epilog() -> str:
+    """The --help epilog: every colorizer's inference settings and how to set them."""
     return ("inference settings: set for training with --config KEY=VALUE and stored in the\n"
             "checkpoint; generate_pairs --set NAME.KEY=VALUE overrides them when colorizing:\n"
             + describe_inference_options())
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m colorizers.train",
         description="Train a colorizer on a set of photos and write its checkpoint.",
-        epilog=SETTINGS_EPILOG(), formatter_class=KeepLinesFormatter,
+        epilog=settings_epilog(), formatter_class=KeepLinesFormatter,
     )
     add_arguments(parser)
     return parser

@@ -154,7 +154,7 @@ class TrainableColorizer(Colorizer):
         """
         if path is None:
             raise ValueError(f"colorizer {cls.name!r} needs a checkpoint path")
-        cls.check_inference_options(kwargs)
+        cls.check_inference_values(kwargs)
         return cls.from_loaded(load_checkpoint(path, expected_model=cls.name), path, **kwargs)
 
     @classmethod
@@ -164,7 +164,7 @@ class TrainableColorizer(Colorizer):
         try:
             model = cls(**{**ckpt["config"], **overrides})
             model.load_state_dict(ckpt["state_dict"], strict=True)
-        except (TypeError, ValueError, RuntimeError) as exc:
+        except (TypeError, ValueError, RuntimeError, KeyError) as exc:
             raise CheckpointError(f"{path} does not fit {cls.name!r}: {exc}") from exc
         return model.eval()
 

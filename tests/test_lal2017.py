@@ -137,9 +137,9 @@ def test_unknown_labels_are_left_out_of_the_class_loss(photos):
 
 def test_overfits_a_batch_of_four_photos(photos):
     """60 steps (n_critic 1, lr 3e-3, the default loss weights): the colour loss falls by more
-    than 1.7 times. Measured 2.07 to 2.30 times over seeds 0-5 with the weights 0.08 and 0.01
-    (2.08 to 2.49 over seeds 0-7, one and two torch threads, and oneDNN/ATen limited to AVX-512,
-    AVX2 and SSE4.1, with the former 0.003 and 0.1). The class loss ends anywhere from 0.4 to
+    than 1.7 times. Measured 1.92 to 2.48 times with the weights 0.08 and 0.01 (this test with
+    seeds 0-7, one and two torch threads, and oneDNN/ATen limited to AVX-512, AVX2 and SSE4.1;
+    2.08 to 2.49 with the former 0.003 and 0.1). The class loss ends anywhere from 0.4 to
     1.0 times where it started over the same runs: it is tested on its own below."""
     torch.manual_seed(0)
     batch = TrainBatch(photos, torch.tensor([0, 1, 2, 3]))

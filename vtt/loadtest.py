@@ -228,6 +228,16 @@ def wait_until_up(url: str, process: subprocess.Popen, *, seconds: float = 30, w
     raise RuntimeError(f"{what} did not answer on {url} within {seconds} s")
 
 
+def stop_group(process: subprocess.Popen, *, seconds: float) -> None:
+    """Stop ``process`` and its whole process group (started with ``start_new_session``): TERM, then KILL."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @contextmanager
 def deployment(backend: str, *, workers: int = 4) -> Iterator[Deployment]:
     """A scratch database served by gunicorn on a free port of 127.0.0.1."""
@@ -246,9 +256,4 @@ def deployment(backend: str, *, workers: int = 4) -> Iterator[Deployment]:
             yield site
         finally:
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+                stop_group(process, seconds=20)

@@ -47,6 +47,9 @@ TABLE_FIELDS = ["method", "n_trials", "n_images", "n_raters", "vtt", "ci_low", "
 # Added to the table (the csv format) when the report has staircase thresholds.
 THRESHOLD_FIELDS = ["threshold_ms", "threshold_ci_low", "threshold_ci_high"]
 STAIRCASE = "staircase"
+# A method row's threshold fields when it has no staircase.
+NO_THRESHOLD = {"threshold_ms": None, "threshold_ci_low": None, "threshold_ci_high": None, "threshold_n_raters": 0,
+                "threshold_n_trials": 0}
 # Roles of the registered controls, for judgments that do not say (a CSV).
 CONTROL_ROLES = {"ground_truth": "calibration", "grayscale": "catch"}
 PUBLISHED_FILE = Path(__file__).resolve().parent.parent / "data" / "published" / "vtt.json"
@@ -184,28 +187,22 @@ def _kind(text: str):
     return (KINDS[text], None) if text in KINDS else (None, "expected scored, catch or practice")
 
 
-def _class(text: str):
-    if text == "":
-        return -1, None
-    if text.isdigit():
-        return int(text), None
-    return None, "expected a class number (0, 1, ...) or blank"
+def _whole_number(error: str, minimum: int = 0):
+    """A cell parser for an optional whole number of at least ``minimum`` (blank: -1), else ``error``."""
+
+    def parse(text: str):
+        if text == "":
+            return -1, None
+        if text.isdigit() and int(text) >= minimum:
+            return int(text), None
+        return None, error
+
+    return parse
 
 
-def _position(text: str):
-    if text == "":
-        return -1, None
-    if text.isdigit():
-        return int(text), None
-    return None, "expected a position in the session (1, 2, ...) or blank"
-
-
-def _exposure(text: str):
-    if text == "":
-        return -1, None
-    if text.isdigit() and int(text) > 0:
-        return int(text), None
-    return None, "expected an exposure in whole milliseconds (e.g. 500) or blank if untimed"
+_class = _whole_number("expected a class number (0, 1, ...) or blank")
+_position = _whole_number("expected a position in the session (1, 2, ...) or blank")
+_exposure = _whole_number("expected an exposure in whole milliseconds (e.g. 500) or blank if untimed", minimum=1)
 
 
 def read_judgments_csv(path: str | Path) -> Judgments:
@@ -499,8 +496,7 @@ def _thresholds(j: Judgments, trials: np.ndarray, rows: list[dict], *, confidenc
     for row in rows:
         g = int(np.flatnonzero(j.method_labels == row["method"])[0])
         idx = trials[meth == g]
-        row.update(threshold_ms=None, threshold_ci_low=None, threshold_ci_high=None, threshold_n_raters=0,
-                   threshold_n_trials=0)
+        row.update(NO_THRESHOLD)
         if not idx.size:
             continue
         with warnings.catch_warnings(record=True) as caught:
@@ -576,8 +572,7 @@ def build_report(judgments: Judgments, *, methods: dict[str, dict] | None = None
             stairs = _thresholds(j, stair_trials, rows, confidence=confidence, n_boot=n_boot, seed=seed)
         else:
             for row in rows:
-                row.update(threshold_ms=None, threshold_ci_low=None, threshold_ci_high=None, threshold_n_raters=0,
-                           threshold_n_trials=0)
+                row.update(NO_THRESHOLD)
         comparisons = []
         if len(rows) >= 2:  # every pair of the scored methods, in table order, Holm-adjusted together
             order = [r["method"] for r in rows]

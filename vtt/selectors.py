@@ -161,15 +161,15 @@ def pair_files(*, experiment: Experiment, methods: list[str] | None = None) -> t
     return names, [row for row in rows.values() if len(row["files"]) == len(names)]
 
 
-def pending_image(*, rater_token: str, name: str) -> str | None:
-    """The stored file behind image URL ``name`` of a trial of this rater that is still pending.
+def pending_image(*, rater_tokens: list[str], name: str) -> str | None:
+    """The stored file behind image URL ``name`` of a pending trial of one of these raters (one query).
 
     Every trial has its own two image names (`Trial.left_image`, `Trial.right_image`):
     one that names another rater's trial, an answered trial, or no trial at all gives
     None, as does a rater who declined.
     """
     trial = (
-        Trial.objects.filter(Q(left_image=name) | Q(right_image=name), rater__token=rater_token,
+        Trial.objects.filter(Q(left_image=name) | Q(right_image=name), rater__token__in=rater_tokens,
                              answered__isnull=True, rater__declined__isnull=True)
         .values_list("left_image", "real_side", "colorization__file", "colorization__image__real_file")
         .first()

@@ -66,8 +66,12 @@ MAX_RESPONSE_MS = 10 * 60 * 1000
 SCORED_ROLES = (Method.Role.TESTED, Method.Role.CALIBRATION)
 MAX_DISPLAY_PX = 10_000
 _random = random.SystemRandom()
-# A colorization whose file is the real image's, byte for byte (hashes known).
-IDENTICAL = Q(sha256=F("image__real_sha256")) & ~Q(sha256="")
+
+
+def identical(prefix: str = "") -> Q:
+    """A colorization whose file is its real image's, byte for byte (hashes known); ``prefix`` reaches it
+    from another model, e.g. ``"colorization__"`` from a slot."""
+    return Q(**{f"{prefix}sha256": F(f"{prefix}image__real_sha256")}) & ~Q(**{f"{prefix}sha256": ""})
 
 
 class TrialRejected(Exception):
@@ -92,12 +96,12 @@ def experiment_open(*, experiment: Experiment) -> int:
             )
         if not experiment.methods.filter(role__in=SCORED_ROLES).exists():
             raise TrialRejected(f"experiment {experiment.slug!r} has no method to rate")
-        identical = (
-            Colorization.objects.filter(IDENTICAL, method__experiment=experiment, method__role__in=SCORED_ROLES)
+        same = (
+            Colorization.objects.filter(identical(), method__experiment=experiment, method__role__in=SCORED_ROLES)
             .values("method__name").annotate(n=Count("id")).order_by("method__name")
         )
-        if identical:
-            named = ", ".join(f"{row['method__name']!r} ({row['n']} images)" for row in identical)
+        if same:
+            named = ", ".join(f"{row['method__name']!r} ({row['n']} images)" for row in same)
             raise TrialRejected(
                 f"experiment {experiment.slug!r}: {named} would show pairs of two identical images (the "
                 "colorization's file is the real image's, byte for byte), which tell a rater nothing; the engine "
@@ -122,7 +126,7 @@ def slots_sync(*, experiment: Experiment) -> int:
     new = [
         Slot(experiment=experiment, colorization_id=cid, index=i, order=rng.randrange(2**31))
         for cid in Colorization.objects.filter(method__experiment=experiment, method__role__in=SCORED_ROLES)
-        .exclude(IDENTICAL)
+        .exclude(identical())
         .order_by("id")
         .values_list("id", flat=True)
         for i in range(k)
@@ -368,7 +372,7 @@ def _assign(rater: Rater, rows: list[dict], position: int, kind: str, side: str,
             slots = (
                 _free_slots(experiment, now).filter(colorization__method_id=method_id)
                 .exclude(colorization__image_id__in=seen)
-                .exclude(colorization__sha256=F("colorization__image__real_sha256"), colorization__sha256__gt="")
+                .exclude(identical("colorization__"))
             )
             for _ in range(3):  # a lost compare-and-set (a race the locks did not prevent) retries
                 picked = list(_candidates(slots))
@@ -384,7 +388,7 @@ def _assign(rater: Rater, rows: list[dict], position: int, kind: str, side: str,
         pool = Colorization.objects.filter(method__experiment=experiment, method__role=Method.Role.CATCH)
     else:  # practice: the tested methods only, never a control, never two identical images
         pool = Colorization.objects.filter(method__experiment=experiment, method__role=Method.Role.TESTED).exclude(
-            IDENTICAL
+            identical()
         )
     picked = list(pool.exclude(image_id__in=seen).order_by("?").values_list("id", "image_id", "method_id")[:1])
     if not picked:
@@ -515,11 +519,14 @@ class Answer:
     pending: list[Shown]     # the rater's current trial and the preloaded next; [] when done
 
 
+_FLAGS = {"1": True, "true": True, "0": False, "false": False}
+
+
 def _flag(value) -> bool | None:
     """A browser's yes/no report ('1', '0', 'true', 'false'); anything else is unknown (None)."""
-    if isinstance(value, bool):
+    if value is None or isinstance(value, bool):
         return value
-    return {"1": True, "true": True, "0": False, "false": False}.get(str(value).strip().lower()) if value is not None else None
+    return _FLAGS.get(str(value).strip().lower())
 
 
 def _pixels(value) -> int | None:

@@ -8,7 +8,6 @@ like every other trial; only practice answers get feedback.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from urllib.parse import quote
 
 from django.conf import settings
@@ -27,8 +26,11 @@ PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete?cc={code}"
 
 
-def _session_key(experiment: Experiment | int) -> str:
-    return f"vtt-rater-{getattr(experiment, 'pk', experiment)}"
+SESSION_PREFIX = "vtt-rater-"  # + experiment id -> the token of this browser's rater in that experiment
+
+
+def _session_key(experiment: Experiment) -> str:
+    return f"{SESSION_PREFIX}{experiment.pk}"
 
 
 def _current_rater(request: HttpRequest, experiment: Experiment) -> Rater | None:
@@ -142,11 +144,10 @@ def decline(request: HttpRequest, slug: str) -> HttpResponse:
     except services.TrialRejected as exc:
         return _rejected(request, exc)
     request.session[_session_key(experiment)] = rater.token
-    code = quote(experiment.no_consent_code, safe="")
-    if code and rater.external_id and experiment.panel == Experiment.Panel.PROLIFIC:
-        return redirect(PROLIFIC_COMPLETE.format(code=code))
-    if code and rater.external_id and experiment.panel == Experiment.Panel.CUSTOM and experiment.completion_url:
-        return redirect(experiment.completion_url.replace("{code}", code))
+    if experiment.no_consent_code and rater.external_id:
+        back = _back_to_panel(experiment, experiment.no_consent_code)
+        if back is not None:
+            return back
     return render(request, "vtt/declined.html", {"experiment": experiment})
 
 
@@ -208,12 +209,20 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
     rater = _current_rater(request, experiment)
     if rater is None or rater.finished is None:
         return redirect("vtt:landing", slug=slug)
-    code = quote(experiment.completion_code, safe="")
-    if experiment.panel == Experiment.Panel.PROLIFIC and rater.external_id:
+    # Prolific knows its participants by PROLIFIC_PID: one who came without it gets the code on the page.
+    anonymous_on_prolific = experiment.panel == Experiment.Panel.PROLIFIC and not rater.external_id
+    back = None if anonymous_on_prolific else _back_to_panel(experiment, experiment.completion_code)
+    return back if back is not None else render(request, "vtt/done.html", {"experiment": experiment})
+
+
+def _back_to_panel(experiment: Experiment, code: str) -> HttpResponse | None:
+    """The redirect that takes a participant back to the experiment's panel with ``code``; None without a panel."""
+    code = quote(code, safe="")
+    if experiment.panel == Experiment.Panel.PROLIFIC:
         return redirect(PROLIFIC_COMPLETE.format(code=code))
     if experiment.panel == Experiment.Panel.CUSTOM and experiment.completion_url:
         return redirect(experiment.completion_url.replace("{code}", code))
-    return render(request, "vtt/done.html", {"experiment": experiment})
+    return None
 
 
 @require_GET
@@ -227,14 +236,12 @@ def image(request: HttpRequest, name: str) -> HttpResponse:
     """
     if not _IMAGE_NAME.match(name):
         return HttpResponseBadRequest("bad image name")
-    tokens = [value for key, value in request.session.items() if key.startswith("vtt-rater-")]
-    file = next(
-        (found for token in tokens if (found := selectors.pending_image(rater_token=token, name=name[:-4]))), None
-    )
+    tokens = [value for key, value in request.session.items() if key.startswith(SESSION_PREFIX)]
+    file = selectors.pending_image(rater_tokens=tokens, name=name[:-4])
     if file is None:
         raise Http404("no such image")
     try:
-        data = (Path(pairs_dir()) / file).read_bytes()  # tens of kB: no streaming needed
+        data = (pairs_dir() / file).read_bytes()  # tens of kB: no streaming needed
     except FileNotFoundError:
         raise Http404("no such image") from None
     response = HttpResponse(data, content_type="image/jpeg")

@@ -28,8 +28,8 @@ def _warm_up() -> None:
     from django.urls import get_resolver
 
     get_resolver().url_patterns  # noqa: B018  (imports vtt.urls and every view module)
-    for name in ("vtt/index.html", "vtt/landing.html", "vtt/trial.html", "vtt/done.html", "vtt/error.html",
-                 "vtt/dashboard.html", "vtt/experiment.html"):
+    for name in ("vtt/index.html", "vtt/landing.html", "vtt/trial.html", "vtt/done.html", "vtt/declined.html",
+                 "vtt/error.html", "vtt/dashboard.html", "vtt/experiment.html"):
         get_template(name)
 
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from django.core.management.base import DjangoHelpFormatter
 
+from colorizers.train import KeepLinesFormatter as KeepLines
 
-class KeepLinesFormatter(DjangoHelpFormatter):
-    """Django's help layout; a text of several lines (a list of settings) keeps its lines."""
 
-    def _fill_text(self, text, width, indent):
-        return text if "\n" in text else super()._fill_text(text, width, indent)
+class KeepLinesFormatter(KeepLines, DjangoHelpFormatter):
+    """Django's help layout (its own options last), with `colorizers.train.KeepLinesFormatter`'s epilog."""

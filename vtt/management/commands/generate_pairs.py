@@ -1,7 +1,6 @@
 """Render an experiment's pairs: source images through every chosen colorizer, or import results."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -12,6 +11,7 @@ from django.db import transaction
 
 from colorizers import describe_inference_options, get_colorizer, list_colorizers
 from colorizers.progress import progress
+from colorizers.train import parse_config
 from vtt import generation, rendering, services, sources
 from vtt.management.help import KeepLinesFormatter
 from vtt.models import Experiment, new_completion_code
@@ -21,19 +21,24 @@ IDENTICAL_TO_REAL = {"ground_truth"}
 
 
 def _settings(values: list[str]) -> dict[str, dict]:
-    """``--set NAME.KEY=VALUE`` options as {NAME: {KEY: VALUE}}; VALUE is read as JSON (0.38, true, "x") or kept as text."""
+    """``--set NAME.KEY=VALUE`` options as {NAME: {KEY: VALUE}}; VALUE as `train_colorizer --config` reads it."""
     out: dict[str, dict] = {}
     for value in values:
-        target, sep, raw = value.partition("=")
-        name, dot, key = target.partition(".")
-        if not sep or not dot or not name or not key or not raw:
+        name, dot, setting = value.partition(".")
+        key, sep, raw = setting.partition("=")
+        if not (name and dot and key and sep and raw):
             raise CommandError(f"--set takes NAME.KEY=VALUE, e.g. zhang2016.temperature=0.38, got {value!r}")
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            parsed = raw
-        out.setdefault(name, {})[key] = parsed
+        out.setdefault(name, {}).update(parse_config([setting]))
     return out
+
+
+CODE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _check_code(option: str, value: str | None) -> None:
+    """A code for a panel's URL: 1 to 64 letters, digits, '-' or '_'."""
+    if value is not None and not CODE.fullmatch(value):
+        raise CommandError(f"--{option} must be 1 to 64 letters, digits, '-' or '_', got {value!r}")
 
 
 def _checkpoints(values: list[str]) -> dict[str, str]:
@@ -178,9 +183,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--{option.replace('_', '-')} must be at least 1, got {options[option]}")
         if options["workers"] < 0:
             raise CommandError(f"--workers must be 0 or more, got {options['workers']}")
-        code = options["completion_code"]
-        if code is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", code):
-            raise CommandError(f"--completion-code must be 1 to 64 letters, digits, '-' or '_', got {code!r}")
+        _check_code("completion-code", options["completion_code"])
         if not 32 <= options["size"] <= 1024:
             raise CommandError(f"--size must be between 32 and 1024, got {options['size']}")
         if options["display_size"] is not None and not 32 <= options["display_size"] <= 2048:
@@ -190,9 +193,7 @@ class Command(BaseCommand):
                 raise CommandError("--exposure-ms is the fixed timing's; the staircase sets each exposure itself")
             if not 1 <= options["exposure_ms"] <= 600_000:
                 raise CommandError(f"--exposure-ms must be between 1 and 600000, got {options['exposure_ms']}")
-        no_consent = options["no_consent_code"]
-        if no_consent is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", no_consent):
-            raise CommandError(f"--no-consent-code must be 1 to 64 letters, digits, '-' or '_', got {no_consent!r}")
+        _check_code("no-consent-code", options["no_consent_code"])
         if options["import_dir"]:
             return self._import(options)
         if options["method_name"]:
@@ -204,12 +205,10 @@ class Command(BaseCommand):
         else:
             names = [n for n in list_colorizers()
                      if n not in IDENTICAL_TO_REAL and (not get_colorizer(n).needs_checkpoint or n in checkpoints)]
-        unknown = sorted(set(checkpoints) - set(names))
-        if unknown:
-            raise CommandError(f"--checkpoint given for {', '.join(unknown)}, which is not among --methods {', '.join(names)}")
-        unknown = sorted(set(settings) - set(names))
-        if unknown:
-            raise CommandError(f"--set given for {', '.join(unknown)}, which is not among --methods {', '.join(names)}")
+        for option, given in (("--checkpoint", checkpoints), ("--set", settings)):
+            unknown = sorted(set(given) - set(names))
+            if unknown:
+                raise CommandError(f"{option} given for {', '.join(unknown)}, which is not among --methods {', '.join(names)}")
         ranks = _Ranks(options["device"])
         try:
             try:

@@ -16,7 +16,7 @@ class Command(BaseCommand):
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         kwargs.setdefault("formatter_class", KeepLinesFormatter)
-        kwargs.setdefault("epilog", train_cli.SETTINGS_EPILOG())
+        kwargs.setdefault("epilog", train_cli.settings_epilog())
         return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser):
