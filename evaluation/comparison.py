@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from scipy.sparse import coo_array
+from scipy import stats
 
-from . import _common
+from . import _cluster, _common
 
 __all__ = ["compare", "compare_all", "holm", "Comparison"]
 
-_METHODS = ("bootstrap", "pigeonhole")
+_METHODS = ("cluster", "bootstrap", "pigeonhole")
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,14 @@ class Comparison:
     ci_low, ci_high : float
         Bounds of the confidence interval for the difference.
     standard_error : float
-        Standard deviation of the bootstrap distribution of the difference
-        (after the variance correction of ``method='bootstrap'``).
+        Two-way cluster-robust standard error of the difference
+        (``'cluster'``), or the standard deviation of the resampled
+        differences (``'bootstrap'``, after its correction, and
+        ``'pigeonhole'``).
+    df : float
+        Degrees of freedom of the t critical value and p-value of
+        ``'cluster'`` (the effective number of images or raters, whichever
+        is smaller, minus 1); NaN with fewer than 2 images or raters.
     pvalue : float
         Two-sided p-value of the null hypothesis that the two methods have
         the same VTT score; see Notes of `compare`.
@@ -54,11 +60,11 @@ class Comparison:
     n_raters, n_raters_shared : int
         Number of raters who judged either method, and both.
     method : str
-        ``'bootstrap'`` or ``'pigeonhole'``.
+        ``'cluster'``, ``'bootstrap'`` or ``'pigeonhole'``.
     confidence : float
         Confidence level of the interval.
     n_boot : int
-        Number of bootstrap resamples used.
+        Number of bootstrap resamples used (0 for ``'cluster'``).
     """
 
     method_a: object
@@ -71,6 +77,7 @@ class Comparison:
     standard_error: float
     pvalue: float
     pvalue_holm: float
+    df: float
     n_trials_a: int
     n_trials_b: int
     n_images: int
@@ -166,123 +173,89 @@ def _group_replicates(y, img, rat, grp, n_images, n_raters, n_groups, n_boot,
     return replicates
 
 
-def _gram(sums):
-    """Gram matrix of the rows of `sums` (dense or sparse), as a dense array."""
-    gram = sums @ sums.T
-    return gram.toarray() if hasattr(gram, "toarray") else np.asarray(gram)
+# Below this many effective images or raters (see `evaluation._cluster`), intervals and p-values come with a
+# warning: the calibration (`benchmarks/calibration.py`) measured undercoverage there.
+MIN_CLUSTERS = 20
 
 
-def _variance_components(y, img, rat, grp, n_images, n_raters, n_groups,
-                         pair_idx):
-    """Per pair: the image, rater and cell terms of the variance of the
-    difference, and the number of images, raters and cells behind each.
-
-    With e_t = (y_t - vtt_g) / n_g for a judgment t of method g (the
-    influence of t on vtt_g), the difference vtt_a - vtt_b has influence
-    e_t on a's judgments and -e_t on b's. Summed over the judgments of one
-    image, rater or (image, rater) cell, squared and added up, these give
-    V_img, V_rat and V_cell.
-    """
-    n_g = np.bincount(grp, minlength=n_groups)
-    vtt = np.bincount(grp, y, minlength=n_groups) / n_g
-    e = (y - vtt[grp]) / n_g[grp]
-
-    terms, counts = [], []
-    for index, n in ((img, n_images), (rat, n_raters)):
-        flat = grp * n + index
-        sums = np.bincount(flat, e, minlength=n_groups * n).reshape(n_groups, n)
-        seen = (np.bincount(flat, minlength=n_groups * n) > 0).reshape(
-            n_groups, n).astype(np.float64)
-        terms.append(sums @ sums.T)
-        counts.append(seen @ seen.T)
-    # Cells: sparse, as there can be as many as judgments. A cell judged
-    # under two methods (a rater who saw both colorizations of an image)
-    # makes the off-diagonal entries.
-    key = (img.astype(np.int64) * n_raters + rat) * n_groups + grp
-    keys, inverse = np.unique(key, return_inverse=True)
-    cell = np.unique(keys // n_groups, return_inverse=True)[1].ravel()
-    cell_grp = keys % n_groups
-    sums = coo_array((np.bincount(inverse.ravel(), e), (cell_grp, cell)),
-                     shape=(n_groups, cell.max() + 1)).tocsr()
-    seen = coo_array((np.ones(keys.size), (cell_grp, cell)),
-                     shape=(n_groups, cell.max() + 1)).tocsr()
-    terms.append(_gram(sums))
-    counts.append(_gram(seen))
-
-    a = np.array([p[0] for p in pair_idx])
-    b = np.array([p[1] for p in pair_idx])
-    out = []
-    for gram, both in zip(terms, counts):
-        variance = gram[a, a] + gram[b, b] - 2 * gram[a, b]
-        union = both[a, a] + both[b, b] - both[a, b]
-        shared = both[a, b]
-        out.append((np.maximum(variance, 0.0), union, shared))
-    return vtt, out
-
-
-def _small_sample(n):
-    # G / (G - 1) of Cameron, Gelbach and Miller (2011); 1 for a single
-    # cluster, whose term is 0 anyway.
-    n = np.asarray(n, dtype=np.float64)
-    return np.where(n > 1, n / np.maximum(n - 1, 1), 1.0)
+def _few_clusters_note(what, variance, index):
+    img, rat = variance.effective["image"][index], variance.effective["rater"][index]
+    fewest, kind = (img, "images") if img <= rat else (rat, "raters")
+    return (f"{what}: about {fewest:.0f} effective {kind} (fewer than {MIN_CLUSTERS}); the interval uses Student's t "
+            f"with {variance.df[index]:.0f} degree(s) of freedom, and with so few clusters its coverage is less "
+            "certain (see benchmarks/calibration.py).")
 
 
 def _compare(y, img, rat, grp, n_images, n_raters, labels, pair_idx, method,
              confidence, n_boot, batch, rng):
     n_groups = labels.size
-    replicates = _group_replicates(y, img, rat, grp, n_images, n_raters,
-                                   n_groups, n_boot, batch, rng)
-    vtt, ((v_img, u_img, s_img), (v_rat, u_rat, s_rat),
-          (v_cell, u_cell, _)) = _variance_components(
-        y, img, rat, grp, n_images, n_raters, n_groups, pair_idx)
-    n_g = np.bincount(grp, minlength=n_groups)
-
-    # The pigeonhole resamples have variance V_img + V_rat + V_cell (to first
-    # order); the two-way cluster variance counts the cell term once, with
-    # the opposite sign. See the Notes of `compare`.
-    v_pig = v_img + v_rat + v_cell
-    c_img, c_rat, c_cell = (_small_sample(u) for u in (u_img, u_rat, u_cell))
-    v_two_way = np.maximum(c_img * v_img + c_rat * v_rat - c_cell * v_cell,
-                           np.maximum(c_img * v_img, c_rat * v_rat))
-    if method == "pigeonhole":
-        scale = np.ones(len(pair_idx))
-    else:
+    comp = _cluster.components(y, img, rat, grp, n_images, n_raters, n_groups)
+    var = _cluster.two_way(comp, pair_idx)
+    vtt, n_g = comp.rates, comp.n.astype(np.int64)
+    replicates = None
+    if method != "cluster":
+        replicates = _group_replicates(y, img, rat, grp, n_images, n_raters, n_groups, n_boot, batch, rng)
+    if method == "bootstrap":
+        # The pigeonhole resamples have variance V_img + V_rat + V_cell (to first order): shrink them to the
+        # two-way cluster-robust variance. See the Notes of `compare`.
+        v_pig = var.terms["image"] + var.terms["rater"] + var.terms["cell"]
         with np.errstate(divide="ignore", invalid="ignore"):
-            scale = np.where(v_pig > 0, np.sqrt(v_two_way / v_pig), 1.0)
+            scale = np.where(v_pig > 0, np.sqrt(var.variance / v_pig), 1.0)
+    else:
+        scale = np.ones(len(pair_idx))
 
     alpha = 1 - confidence
-    rows, worst_empty, degenerate, too_few = [], 0, [], []
+    rows, worst_empty, degenerate, too_few, few, fell_back = [], 0, [], [], [], []
     for p, (a, b) in enumerate(pair_idx):
+        names = (_label(labels[a]), _label(labels[b]))
         difference = vtt[a] - vtt[b]
-        diffs = replicates[a] - replicates[b]
-        diffs = diffs[~np.isnan(diffs)]
-        worst_empty = max(worst_empty, n_boot - diffs.size)
-        if diffs.size == 0 or u_img[p] < 2 or u_rat[p] < 2:
-            # No resampling variance can be estimated from one image or one rater.
-            low = high = se = pvalue = np.nan
-            too_few.append((_label(labels[a]), _label(labels[b])))
+        se = float(np.sqrt(var.variance[p]))
+        df = float(var.df[p])
+        low = high = pvalue = np.nan
+        if np.isnan(df):
+            # No variance can be estimated from one image or one rater.
+            too_few.append(names)
+            se = np.nan
+        elif method == "cluster":
+            if se > 0:
+                crit = stats.t.ppf(1 - alpha / 2, df)
+                low, high = max(-1.0, difference - crit * se), min(1.0, difference + crit * se)
+                pvalue = float(2 * stats.t.sf(abs(difference) / se, df))
+            else:
+                degenerate.append(names)
+                se = np.nan
         else:
-            diffs = difference + scale[p] * (diffs - difference)
-            low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
-            se = diffs.std(ddof=1) if diffs.size > 1 else 0.0
-            # Smallest alpha at which the equal-tailed percentile interval
-            # leaves out 0, counted with one more resample on the side of 0
-            # (so that it is never 0).
-            tail = min(np.count_nonzero(diffs <= 0),
-                       np.count_nonzero(diffs >= 0))
-            pvalue = min(1.0, 2 * (tail + 1) / (diffs.size + 1))
-            if low == high:
-                degenerate.append((_label(labels[a]), _label(labels[b])))
+            diffs = replicates[a] - replicates[b]
+            diffs = diffs[~np.isnan(diffs)]
+            worst_empty = max(worst_empty, n_boot - diffs.size)
+            if diffs.size == 0:
+                too_few.append(names)
+                se = np.nan
+            else:
+                diffs = difference + scale[p] * (diffs - difference)
+                low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+                se = diffs.std(ddof=1) if diffs.size > 1 else 0.0
+                # Smallest alpha at which the equal-tailed percentile interval leaves out 0, counted with one
+                # more resample on the side of 0 (so that it is never 0).
+                tail = min(np.count_nonzero(diffs <= 0), np.count_nonzero(diffs >= 0))
+                pvalue = min(1.0, 2 * (tail + 1) / (diffs.size + 1))
+                if low == high:
+                    degenerate.append(names)
+        if not np.isnan(df):
+            if min(var.effective["image"][p], var.effective["rater"][p]) < MIN_CLUSTERS:
+                few.append(_few_clusters_note(f"{names[0]} vs {names[1]}", var, p))
+            if var.fell_back[p]:
+                fell_back.append(names)
         rows.append(dict(
-            method_a=_label(labels[a]), method_b=_label(labels[b]),
+            method_a=names[0], method_b=names[1],
             vtt_a=float(vtt[a]), vtt_b=float(vtt[b]),
             difference=float(difference), ci_low=float(low),
             ci_high=float(high), standard_error=float(se),
-            pvalue=float(pvalue), n_trials_a=int(n_g[a]),
-            n_trials_b=int(n_g[b]), n_images=int(u_img[p]),
-            n_images_shared=int(s_img[p]), n_raters=int(u_rat[p]),
-            n_raters_shared=int(s_rat[p]), method=method,
-            confidence=confidence, n_boot=n_boot))
+            pvalue=float(pvalue), df=df, n_trials_a=int(n_g[a]),
+            n_trials_b=int(n_g[b]), n_images=int(var.clusters["image"][p]),
+            n_images_shared=int(var.shared["image"][p]), n_raters=int(var.clusters["rater"][p]),
+            n_raters_shared=int(var.shared["rater"][p]), method=method,
+            confidence=confidence, n_boot=n_boot if method != "cluster" else 0))
 
     if worst_empty == n_boot:
         warnings.warn(f"All {n_boot} bootstrap resamples drew no judgment of "
@@ -294,20 +267,26 @@ def _compare(y, img, rat, grp, n_images, n_raters, labels, pair_idx, method,
                       "(no drawn rater judged a drawn image) and were "
                       "dropped for that pair.", RuntimeWarning, stacklevel=3)
     if degenerate:
-        warnings.warn(f"The bootstrap interval of {len(degenerate)} pair(s) "
-                      f"is degenerate, e.g. {degenerate[0]!r}: every resample "
-                      "gave the same difference.", RuntimeWarning,
-                      stacklevel=3)
+        warnings.warn(f"{len(degenerate)} pair(s), e.g. {degenerate[0][0]} vs {degenerate[0][1]}, have a degenerate "
+                      "interval: every judgment of each method is the same, so no variance can be estimated"
+                      + (" (the interval and p-value are NaN)." if method == "cluster" else
+                         ", and every resample gave the same difference."), RuntimeWarning, stacklevel=3)
     if too_few:
-        warnings.warn(f"{len(too_few)} pair(s), e.g. {too_few[0]!r}, were "
+        warnings.warn(f"{len(too_few)} pair(s), e.g. {too_few[0][0]} vs {too_few[0][1]}, were "
                       "judged on fewer than 2 images or by fewer than 2 raters; "
                       "their interval and p-value are NaN.", RuntimeWarning,
                       stacklevel=3)
+    if fell_back:
+        warnings.warn(f"{len(fell_back)} pair(s), e.g. {fell_back[0][0]} vs {fell_back[0][1]}: the two-way "
+                      "cluster-robust variance was not positive; the larger one-way (image or rater) "
+                      "cluster-robust variance was used.", RuntimeWarning, stacklevel=3)
+    for note in few:
+        warnings.warn(note, RuntimeWarning, stacklevel=3)
     return rows
 
 
 def compare(chose_generated, image_ids, rater_ids, method_ids, *, pair=None,
-            method="bootstrap", confidence=0.95, n_boot=2000, seed=0,
+            method="cluster", confidence=0.95, n_boot=2000, seed=0,
             batch=None):
     r"""Difference of the VTT scores of two methods rated on the same images.
 
@@ -329,19 +308,21 @@ def compare(chose_generated, image_ids, rater_ids, method_ids, *, pair=None,
         ``pair[1]``; judgments of other methods are ignored. Default: the two
         methods of `method_ids`, which must then hold exactly two, in sorted
         order.
-    method : {'bootstrap', 'pigeonhole'}, optional
-        ``'bootstrap'`` (default): the paired two-way cluster bootstrap with
-        its variance corrected to the two-way cluster variance.
+    method : {'cluster', 'bootstrap', 'pigeonhole'}, optional
+        ``'cluster'`` (default): the paired two-way cluster-robust standard
+        error with Student's t on the effective number of clusters minus 1.
+        ``'bootstrap'``: the paired pigeonhole bootstrap with its resamples
+        shrunk to that same variance (percentile interval and p-value).
         ``'pigeonhole'``: the same resamples without the correction, which
         is conservative for differences. See Notes.
     confidence : float, optional
         Confidence level of the interval, strictly between 0 and 1.
         Default 0.95.
     n_boot : int, optional
-        Number of bootstrap resamples. Default 2000.
+        Number of bootstrap resamples. Default 2000. Bootstrap methods only.
     seed : {None, int, numpy.random.Generator}, optional
         Seed of the resamples; the same seed gives the same result.
-        Default 0.
+        Default 0. Bootstrap methods only.
     batch : int, optional
         Number of resamples processed at a time, which caps memory (by
         default about 256 MiB per batch). The result does not depend on it.
@@ -355,8 +336,10 @@ def compare(chose_generated, image_ids, rater_ids, method_ids, *, pair=None,
     Warns
     -----
     RuntimeWarning
-        If some resamples drew no judgment of one of the methods (they are
-        dropped), or if the interval is degenerate.
+        With fewer than 20 effective images or raters; if the two-way
+        variance was not positive and a one-way variance was used; if the
+        interval is degenerate (NaN for ``'cluster'``); if some resamples
+        drew no judgment of one of the methods (they are dropped).
 
     See Also
     --------
@@ -369,74 +352,66 @@ def compare(chose_generated, image_ids, rater_ids, method_ids, *, pair=None,
     many images, images are judged by many raters, and the same images are
     colorized by both methods. An easy image is easy for both methods and a
     gullible rater is fooled by both, so the two scores are correlated, and
-    the interval of their difference must account for it. The resampling
-    unit is therefore neither the trial nor the method's own images: each
-    resample draws the images with replacement and, independently, the
-    raters with replacement, as in the pigeonhole bootstrap of Owen [1]_,
-    and the *same* draws weight the judgments of both methods (a judgment of
-    image :math:`i` by rater :math:`r` gets weight :math:`m_i c_r`, the
-    product of how often each was drawn). The resample's difference is
-    :math:`\hat v_a^* - \hat v_b^*`, each a weighted fraction.
+    the interval of their difference must account for it.
 
-    To first order, with :math:`E_i`, :math:`E_r` and :math:`E_{ir}` the
-    sums of the influence values of the difference (:math:`(y_t - \hat
-    v_a)/n_a` on :math:`a`'s judgments, :math:`-(y_t - \hat v_b)/n_b` on
-    :math:`b`'s) over an image, a rater and an (image, rater) cell, the
-    variance of these resamples is
+    With :math:`E_i`, :math:`E_r` and :math:`E_{ir}` the sums of the
+    influence values of the difference (:math:`(y_t - \hat v_a)/n_a` on
+    :math:`a`'s judgments, :math:`-(y_t - \hat v_b)/n_b` on :math:`b`'s)
+    over an image, a rater and an (image, rater) cell, let
+    :math:`V_{img} = \sum_i E_i^2`, :math:`V_{rat} = \sum_r E_r^2` and
+    :math:`V_{cell} = \sum_{ir} E_{ir}^2`. The two-way cluster-robust
+    variance of Cameron, Gelbach and Miller [2]_ is
 
-    .. math::  V_{img} + V_{rat} + V_{cell}, \qquad
-               V_{img} = \sum_i E_i^2,\ V_{rat} = \sum_r E_r^2,\
-               V_{cell} = \sum_{ir} E_{ir}^2,
-
-    whereas the two-way cluster-robust variance of Cameron, Gelbach and
-    Miller [2]_ is :math:`V_{img} + V_{rat} - V_{cell}`. Under additive
-    crossed random effects, :math:`V_{img}` and :math:`V_{rat}` each hold
-    the judgment-level noise once besides their own effect; subtracting
-    :math:`V_{cell}` leaves it counted once, as in the variance of the
-    difference, while the pigeonhole bootstrap counts it three times. For one method's score, rater and image effects
-    dominate and the excess is small (`evaluation.score` keeps it); for a
-    difference the shared image and rater effects largely cancel, the
-    judgment-level noise dominates, and the uncorrected interval is far too
-    wide (see the measurements below). ``method='bootstrap'`` therefore
-    shrinks the resampled differences about the estimate by
-    :math:`\sqrt{V_{2w} / (V_{img} + V_{rat} + V_{cell})}`, with
-
-    .. math::  V_{2w} = \max\left(c_I V_{img} + c_R V_{rat} - c_C V_{cell},\
-               c_I V_{img},\ c_R V_{rat}\right),
+    .. math::  V = c_I V_{img} + c_R V_{rat} - c_C V_{cell},
 
     :math:`c = G / (G - 1)` for :math:`G` images, raters or cells judged
-    under either method [2]_; the floor keeps :math:`V_{2w}` positive and at
-    least each one-way cluster variance, which under crossed random effects
-    is below the true variance in expectation. The interval is the
-    equal-tailed percentile interval of the shrunk resamples.
-    ``method='pigeonhole'`` uses them unshrunk.
+    under either method. Under additive crossed random effects,
+    :math:`V_{img}` and :math:`V_{rat}` each hold the judgment-level noise
+    once besides their own effect; subtracting :math:`V_{cell}` leaves it
+    counted once. Effects shared by both methods (an image's difficulty, a
+    rater's gullibility, when the rater saw both) cancel in the influence
+    sums: that is the pairing. :math:`V` can come out non-positive, being a
+    difference; Cameron, Gelbach and Miller's remedy for a scalar is to fall
+    back to a one-way variance, and the larger of :math:`c_I V_{img}` and
+    :math:`c_R V_{rat}` is then used, with a warning. (An earlier version
+    floored :math:`V` at both one-way variances in every case; with raters
+    who see both methods the floor bound in most experiments and made the
+    test conservative.)
 
-    The p-value is that of the interval: the smallest :math:`\alpha` at
-    which the equal-tailed :math:`1 - \alpha` percentile interval leaves out
-    0, i.e. twice the fraction of resampled differences on the far side of
-    0 (ties count on both sides), computed as :math:`\min(1, 2 (k + 1) /
-    (B + 1))` for :math:`k` such resamples out of :math:`B`, so that it is
-    never 0 [3]_; the smallest p-value is thus :math:`2 / (B + 1)`. It tests
-    the null hypothesis that the two methods have the same expected VTT
-    score over the populations of images and raters, not that every image
-    looks alike under both. A permutation or sign-flip test over images is
-    not used: it would keep the images as the only clusters, ignoring that
-    a rater's judgments are correlated across images, and it tests a sharper
-    null (the method makes no difference on any image).
+    ``method='cluster'`` (the default) gives the interval :math:`\hat d \pm
+    t_{q} \sqrt V`, clipped to [-1, 1], and the two-sided p-value of
+    :math:`\hat d / \sqrt V` against Student's t, with :math:`G_{eff} - 1`
+    degrees of freedom, :math:`G_{eff}` the smaller of the effective numbers
+    of images and raters of the pair (see `evaluation._cluster`) [3]_: with
+    few clusters the critical values and p-values grow as they should. For 8
+    judgments by 2 raters, 3 of 4 against 1 of 4, the p-value is 0.33
+    (Fisher's exact test on the same counts: 0.49). Below 20 effective
+    images or raters a warning says so.
 
-    Measured by simulation (``python benchmarks/report.py --calibration``;
-    500 experiments per design: 100 or 500 images, 5 raters per image and
-    method, raters who see both methods or a single one, logit-scale random
-    effects of standard deviation 0 to 1.5 for images, image-by-method
-    interactions and raters, with and without a difference), the 95%
-    interval covered the true difference in 93.2% to 97.0% of experiments
-    and the p-value rejected a true null at the 5% level in 2.8% to 6.4% of
-    them. Uncorrected (``method='pigeonhole'``), the interval covered in
-    95.8% to 100% and rejected a true null in 0% to 3.8%, and it found a
-    difference of 10 percentage points (100 images, standard deviations
-    0.5) in 45% of experiments where the corrected interval found it in 84%.
-    The lowest coverage came with few raters, each seeing a single method
-    (24 per method).
+    ``method='bootstrap'`` and ``'pigeonhole'`` resample: each resample
+    draws the images with replacement and, independently, the raters, as in
+    the pigeonhole bootstrap of Owen [1]_, and the *same* draws weight the
+    judgments of both methods (a judgment of image :math:`i` by rater
+    :math:`r` gets weight :math:`m_i c_r`). The variance of these resamples
+    is :math:`V_{img} + V_{rat} + V_{cell}` to first order, which counts the
+    judgment-level noise three times: ``'pigeonhole'`` uses them as they
+    are (too wide), ``'bootstrap'`` shrinks them about the estimate by
+    :math:`\sqrt{V / (V_{img} + V_{rat} + V_{cell})}`. Their interval is the
+    equal-tailed percentile interval and their p-value that of the
+    interval, :math:`\min(1, 2 (k + 1) / (B + 1))` for :math:`k` of
+    :math:`B` resampled differences on the far side of 0 [4]_.
+
+    The p-value tests the null hypothesis that the two methods have the
+    same expected VTT score over the populations of images and raters, not
+    that every image looks alike under both. A permutation or sign-flip test
+    over images is not used: it would keep the images as the only clusters,
+    ignoring that a rater's judgments are correlated across images.
+
+    Measured by simulation (``python benchmarks/calibration.py --sims
+    2000``; the designs of `evaluation.score`'s Notes, each with a pair of
+    methods of equal rate and a pair that differs; the table is in
+    BENCHMARKS.md): see there for the type I error, coverage and power in
+    each design.
 
     Images judged under only one of the two methods still count in that
     method's score, so that `difference` is the difference of the two
@@ -450,7 +425,10 @@ def compare(chose_generated, image_ids, rater_ids, method_ids, *, pair=None,
     .. [2] A. C. Cameron, J. B. Gelbach and D. L. Miller, "Robust inference
            with multiway clustering", Journal of Business & Economic
            Statistics 29(2), 238-249, 2011.
-    .. [3] B. Phipson and G. K. Smyth, "Permutation p-values should never be
+    .. [3] A. C. Cameron and D. L. Miller, "A practitioner's guide to
+           cluster-robust inference", Journal of Human Resources 50(2),
+           317-372, 2015.
+    .. [4] B. Phipson and G. K. Smyth, "Permutation p-values should never be
            zero: calculating exact p-values when permutations are randomly
            drawn", Statistical Applications in Genetics and Molecular
            Biology 9(1), article 39, 2010.
@@ -471,7 +449,7 @@ def compare(chose_generated, image_ids, rater_ids, method_ids, *, pair=None,
     >>> res = compare(chose_generated, image_ids, rater_ids, method_ids)
     >>> print(f"{res.difference:.3f} [{res.ci_low:.3f}, {res.ci_high:.3f}], "
     ...       f"p = {res.pvalue:.4f}")
-    0.118 [0.056, 0.177], p = 0.0010
+    0.118 [0.060, 0.176], p = 0.0002
     """
     y = _common.binary("chose_generated", chose_generated)
     methods = _common.check_ids("method_ids", method_ids)
@@ -513,7 +491,7 @@ def compare(chose_generated, image_ids, rater_ids, method_ids, *, pair=None,
 
 
 def compare_all(chose_generated, image_ids, rater_ids, method_ids, *,
-                pairs=None, method="bootstrap", confidence=0.95, n_boot=2000,
+                pairs=None, method="cluster", confidence=0.95, n_boot=2000,
                 seed=0, batch=None):
     """Differences of VTT scores for many pairs of methods, Holm-adjusted.
 

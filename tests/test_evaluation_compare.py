@@ -12,7 +12,8 @@ from scipy.special import expit, logit
 
 import evaluation.comparison
 from evaluation import Comparison, compare, compare_all, holm
-from evaluation.comparison import _group_replicates, _variance_components
+from evaluation import _cluster
+from evaluation.comparison import _group_replicates
 
 
 def paired_design(rng, n_images, k, trials_per_rater, n_methods=2):
@@ -48,7 +49,8 @@ def expected_score(mu, sd):
     return weights @ expit(mu + sd * nodes) / weights.sum()
 
 
-@pytest.mark.filterwarnings("ignore:Up to .* bootstrap resamples drew no judgment")
+@pytest.mark.filterwarnings("ignore:a vs b. about")
+@pytest.mark.filterwarnings("ignore:1 pair.s., e.g. a vs b. the two-way")
 def test_difference_and_counts_are_exact():
     y = [1, 0, 1, 1, 0, 0, 0, 1]
     img = ["x", "x", "y", "z", "x", "y", "y", "w"]
@@ -64,7 +66,7 @@ def test_difference_and_counts_are_exact():
     assert isinstance(res.method_a, str)
 
 
-@pytest.mark.filterwarnings("ignore:Up to .* bootstrap resamples drew no judgment")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_result_is_a_frozen_dataclass():
     res = compare([1, 0, 0, 1], [1, 1, 2, 2], [1, 2, 1, 2], ["a", "b", "a", "b"], n_boot=50)
     assert isinstance(res, Comparison)
@@ -74,12 +76,13 @@ def test_result_is_a_frozen_dataclass():
 
 def test_swapping_the_pair_negates_the_difference_and_mirrors_the_interval():
     y, img, rat, meth = simulate(np.random.default_rng(1), [logit(0.3), logit(0.4)], 0.5, 0.5, 0.5)
-    ab = compare(y, img, rat, meth, pair=(0, 1), n_boot=400, seed=3)
-    ba = compare(y, img, rat, meth, pair=(1, 0), n_boot=400, seed=3)
-    assert ba.difference == -ab.difference
-    assert ba.ci_low == pytest.approx(-ab.ci_high, abs=1e-12)
-    assert ba.ci_high == pytest.approx(-ab.ci_low, abs=1e-12)
-    assert ba.pvalue == ab.pvalue
+    for method in ("cluster", "bootstrap"):
+        ab = compare(y, img, rat, meth, pair=(0, 1), method=method, n_boot=400, seed=3)
+        ba = compare(y, img, rat, meth, pair=(1, 0), method=method, n_boot=400, seed=3)
+        assert ba.difference == -ab.difference
+        assert ba.ci_low == pytest.approx(-ab.ci_high, abs=1e-12)
+        assert ba.ci_high == pytest.approx(-ab.ci_low, abs=1e-12)
+        assert ba.pvalue == pytest.approx(ab.pvalue, rel=1e-12)
 
 
 def test_pair_ignores_the_judgments_of_other_methods():
@@ -109,10 +112,10 @@ def test_compare_all_gives_every_pair_in_order_with_holm_adjusted_pvalues():
 
 def test_same_seed_same_result_and_batching_changes_nothing():
     y, img, rat, meth = simulate(np.random.default_rng(5), [0.0, -0.5], 1.0, 0.5, 1.0)
-    first = compare(y, img, rat, meth, n_boot=301, seed=9)
-    assert compare(y, img, rat, meth, n_boot=301, seed=9) == first
-    assert compare(y, img, rat, meth, n_boot=301, seed=9, batch=17) == first
-    other = compare(y, img, rat, meth, n_boot=301, seed=10)
+    first = compare(y, img, rat, meth, method="bootstrap", n_boot=301, seed=9)
+    assert compare(y, img, rat, meth, method="bootstrap", n_boot=301, seed=9) == first
+    assert compare(y, img, rat, meth, method="bootstrap", n_boot=301, seed=9, batch=17) == first
+    other = compare(y, img, rat, meth, method="bootstrap", n_boot=301, seed=10)
     assert (other.ci_low, other.ci_high) != (first.ci_low, first.ci_high)
 
 
@@ -150,22 +153,34 @@ def test_variance_components_equal_a_naive_loop():
     rat = rng.integers(0, n_raters, n)  # repeated (image, rater) cells, across methods too
     grp = rng.integers(0, 3, n)
     y = (rng.random(n) < 0.4).astype(float)
-    pairs = [(0, 1), (2, 0)]
-    vtt, components = _variance_components(y, img, rat, grp, n_images, n_raters, 3, pairs)
+    pairs = [(0, 1), (2, 0), (1, None)]
+    var = _cluster.two_way(_cluster.components(y, img, rat, grp, n_images, n_raters, 3), pairs)
     for p, (a, b) in enumerate(pairs):
         e = np.zeros(n)
         for g, sign in ((a, 1), (b, -1)):
-            mask = grp == g
-            e[mask] = sign * (y[mask] - y[mask].mean()) / mask.sum()
-        for (variance, union, shared), keys in zip(components, (img, rat, list(zip(img, rat)))):
+            if g is not None:
+                mask = grp == g
+                e[mask] = sign * (y[mask] - y[mask].mean()) / mask.sum()
+        two_way = 0.0
+        for kind, keys in zip(_cluster.KINDS, (img, rat, list(zip(img, rat)))):
             sums, in_a, in_b = {}, set(), set()
             for t in range(n):
                 key = keys[t]
                 if grp[t] in (a, b):
                     sums[key] = sums.get(key, 0.0) + e[t]
                     (in_a if grp[t] == a else in_b).add(key)
-            assert variance[p] == pytest.approx(sum(v * v for v in sums.values()), rel=1e-10)
-            assert (union[p], shared[p]) == (len(in_a | in_b), len(in_a & in_b))
+            v = sum(x * x for x in sums.values())
+            g = len(in_a | in_b)
+            two_way += (-1 if kind == "cell" else 1) * g / (g - 1) * v
+            assert var.terms[kind][p] == pytest.approx(v, rel=1e-10)
+            assert var.clusters[kind][p] == g
+            assert var.shared[kind][p] == (len(in_a & in_b) if b is not None else len(in_a))
+        if two_way > 0:
+            assert var.variance[p] == pytest.approx(two_way, rel=1e-10) and not var.fell_back[p]
+        else:  # the fall-back: the larger one-way variance
+            one_way = max(g / (g - 1) * var.terms[k][p] for k, g in
+                          ((k, var.clusters[k][p]) for k in ("image", "rater")))
+            assert var.variance[p] == pytest.approx(one_way, rel=1e-10) and var.fell_back[p]
 
 
 def test_pigeonhole_resamples_have_the_variance_derived_in_the_notes():
@@ -174,21 +189,21 @@ def test_pigeonhole_resamples_have_the_variance_derived_in_the_notes():
     y, img, rat, meth = simulate(np.random.default_rng(8), [logit(0.3), logit(0.35)], 0.7, 0.7, 0.7, n_images=150)
     res = compare(y, img, rat, meth, method="pigeonhole", n_boot=4000)
     _, raters = np.unique(rat, return_inverse=True)
-    _, ((v_img, *_), (v_rat, *_), (v_cell, *_)) = _variance_components(
-        y.astype(float), img, raters, meth, img.max() + 1, raters.max() + 1, 2, [(0, 1)])
-    assert res.standard_error**2 == pytest.approx(v_img[0] + v_rat[0] + v_cell[0], rel=0.1)
+    comp = _cluster.components(y.astype(float), img, raters, meth, img.max() + 1, raters.max() + 1, 2)
+    terms = _cluster.two_way(comp, [(0, 1)]).terms
+    assert res.standard_error**2 == pytest.approx(sum(terms[k][0] for k in _cluster.KINDS), rel=0.1)
 
 
 def test_the_corrected_interval_is_narrower_and_the_pvalue_matches_it():
     y, img, rat, meth = simulate(np.random.default_rng(9), [logit(0.3), logit(0.4)], 0.5, 0.5, 0.5)
-    boot = compare(y, img, rat, meth, n_boot=2000)
+    boot = compare(y, img, rat, meth, n_boot=2000, method="bootstrap")
     pigeon = compare(y, img, rat, meth, n_boot=2000, method="pigeonhole")
     assert boot.difference == pigeon.difference
     assert boot.ci_high - boot.ci_low < 0.9 * (pigeon.ci_high - pigeon.ci_low)
     assert boot.ci_low < boot.difference < boot.ci_high
     # p < 1 - confidence exactly when the interval leaves out 0 (up to the resolution of 2001 resamples).
     for confidence in (0.8, 0.9, 0.95, 0.99):
-        res = compare(y, img, rat, meth, n_boot=2000, confidence=confidence)
+        res = compare(y, img, rat, meth, n_boot=2000, confidence=confidence, method="bootstrap")
         excludes = not res.ci_low <= 0 <= res.ci_high
         if abs(res.pvalue - (1 - confidence)) > 0.002:
             assert excludes == (res.pvalue < 1 - confidence)
@@ -200,7 +215,7 @@ def test_pvalue_is_never_zero_and_has_the_resolution_of_the_resamples():
     rat = np.arange(200) % 37
     meth = np.repeat(["a", "b"], 100)
     with pytest.warns(RuntimeWarning, match="degenerate"):
-        res = compare(y, img, rat, meth, n_boot=999)
+        res = compare(y, img, rat, meth, method="bootstrap", n_boot=999)
     assert res.difference == 1.0
     assert res.pvalue == 2 / 1000
 
@@ -209,7 +224,7 @@ def test_empty_resamples_are_dropped_with_a_warning():
     # One judgment per rater: a resample may draw no rater of one of the methods.
     ids = np.arange(6)
     with pytest.warns(RuntimeWarning, match="drew no judgment"):
-        res = compare([1, 0, 1, 0, 0, 1], ids % 3, ids, ["a", "b"] * 3, n_boot=300)
+        res = compare([1, 0, 1, 0, 0, 1], ids % 3, ids, ["a", "b"] * 3, method="pigeonhole", n_boot=300)
     assert res.ci_low <= res.ci_high
 
 
@@ -270,7 +285,7 @@ def test_pvalue_is_calibrated_under_the_null_and_the_uncorrected_pigeonhole_is_c
     (dict(pair=("a", "a")), "`pair` must be two different method ids; got ('a', 'a')."),
     (dict(pair=("a", "z")), "`pair` names 'z', which is not in `method_ids`."),
     (dict(pair="abc"), "`pair` must be None or two method ids; got 'abc'."),
-    (dict(method="bca"), "`method` must be one of ('bootstrap', 'pigeonhole'); got 'bca'."),
+    (dict(method="bca"), "`method` must be one of ('cluster', 'bootstrap', 'pigeonhole'); got 'bca'."),
     (dict(confidence=95), "`confidence` must be a real number strictly between 0 and 1; got 95."),
     (dict(n_boot=-1), "`n_boot` must be a positive integer; got -1."),
     (dict(batch=1.5), "`batch` must be None or a positive integer; got 1.5."),
@@ -340,3 +355,65 @@ def test_a_pair_judged_by_one_rater_has_no_interval_or_pvalue():
         res = compare([1, 0], ["i1", "i2"], ["r", "r"], ["a", "b"], n_boot=200)
     assert res.difference == 1.0
     assert np.isnan(res.ci_low) and np.isnan(res.ci_high) and np.isnan(res.pvalue)
+
+
+# --- the default: two-way cluster-robust standard error with Student's t ----------------------------------------
+
+
+def test_cluster_pvalue_and_interval_are_students_t_on_the_cluster_robust_standard_error():
+    y, img, rat, meth = simulate(np.random.default_rng(21), [logit(0.3), logit(0.4)], 0.5, 0.5, 0.5)
+    res = compare(y, img, rat, meth)
+    _, raters = np.unique(rat, return_inverse=True)
+    comp = _cluster.components(y.astype(float), img, raters, meth, img.max() + 1, raters.max() + 1, 2)
+    var = _cluster.two_way(comp, [(0, 1)])
+    se = np.sqrt(var.variance[0])
+    assert res.standard_error == pytest.approx(se, rel=1e-12)
+    assert res.df == pytest.approx(var.df[0])
+    t = stats.t(res.df)
+    assert res.pvalue == pytest.approx(2 * t.sf(abs(res.difference) / se), rel=1e-9)
+    assert res.ci_high - res.difference == pytest.approx(t.ppf(0.975) * se, rel=1e-9)
+    assert res.n_boot == 0 and res.method == "cluster"
+
+
+def test_eight_judgments_from_two_raters_are_no_evidence():
+    # 3 of 4 against 1 of 4, two raters who saw both methods: Fisher's exact test on the counts gives 0.49; the
+    # cluster-robust test, on 1 degree of freedom, must not find a difference either.
+    y = [1, 1, 1, 0, 1, 0, 0, 0]
+    img = [1, 2, 3, 4, 1, 2, 3, 4]
+    rat = [1, 1, 2, 2, 1, 1, 2, 2]
+    meth = ["a"] * 4 + ["b"] * 4
+    with pytest.warns(RuntimeWarning, match="about 2 effective raters"):
+        res = compare(y, img, rat, meth)
+    fisher = stats.fisher_exact([[3, 1], [1, 3]]).pvalue
+    assert fisher == pytest.approx(0.486, abs=0.001)
+    assert res.pvalue > 0.2 and res.df == 1
+    assert (res.ci_low, res.ci_high) == (-1.0, 1.0)  # clipped to the possible differences
+
+
+def test_no_floor_the_variance_is_the_two_way_estimate_whenever_it_is_positive():
+    # Raters who see both methods, no rater x method interaction: the rater term of the difference is mostly
+    # noise, below the image term, and the two-way estimate sits below the larger one-way variance. The
+    # earlier floor replaced it by that one-way variance; now it is used as it is.
+    below = 0
+    for seed in range(22, 42):
+        y, img, rat, meth = simulate(np.random.default_rng(seed), [logit(0.3), logit(0.3)], 0.5, 1.0, 1.0)
+        _, raters = np.unique(rat, return_inverse=True)
+        comp = _cluster.components(y.astype(float), img, raters, meth, img.max() + 1, raters.max() + 1, 2)
+        var = _cluster.two_way(comp, [(0, 1)])
+        c = {k: var.clusters[k][0] / (var.clusters[k][0] - 1) for k in _cluster.KINDS}
+        one_way = max(c["image"] * var.terms["image"][0], c["rater"] * var.terms["rater"][0])
+        two_way = sum((-1 if k == "cell" else 1) * c[k] * var.terms[k][0] for k in _cluster.KINDS)
+        assert two_way > 0
+        assert compare(y, img, rat, meth).standard_error == pytest.approx(np.sqrt(two_way), rel=1e-12)
+        below += two_way < one_way
+    # The old floor would have bound in about half of these experiments.
+    assert below >= 3
+
+
+def test_a_difference_with_no_variance_has_no_interval_and_says_so():
+    y = np.r_[np.ones(100), np.zeros(100)]
+    img = np.tile(np.arange(100), 2)
+    rat = np.arange(200) % 37
+    with pytest.warns(RuntimeWarning, match="degenerate interval: every judgment of each method is the same"):
+        res = compare(y, img, rat, np.repeat(["a", "b"], 100))
+    assert res.difference == 1.0 and np.isnan(res.pvalue) and np.isnan(res.ci_low)
