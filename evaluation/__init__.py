@@ -1,12 +1,13 @@
 """Statistics of Visual Turing Test (VTT) results.
 
 score
-    VTT score (fraction of trials where the generated image was picked) with a
-    two-way cluster bootstrap or a Wilson confidence interval.
+    VTT score (the trial-weighted fraction of trials where the generated image
+    was picked) with a two-way cluster-robust confidence interval (images and
+    raters; by default), a pigeonhole bootstrap or a Wilson interval.
 compare, compare_all
     Difference of the VTT scores of two methods rated on the same images (or
-    of every pair of methods), with a paired two-way cluster bootstrap
-    interval, a two-sided p-value and Holm's adjustment.
+    of every pair of methods), with a paired two-way cluster-robust interval,
+    a two-sided p-value and Holm's adjustment.
 holm
     Holm's step-down adjustment of a family of p-values.
 quality
