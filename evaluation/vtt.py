@@ -14,7 +14,7 @@ from scipy.special import ndtri
 from . import _cluster, _common
 # The paired comparison of two methods lives in its own module; it is a VTT
 # statistic too, so `evaluation.vtt.compare` names it as well.
-from .comparison import MIN_CLUSTERS, Comparison, _few_clusters_note, compare, compare_all
+from .comparison import Comparison, _few_clusters_notes, compare, compare_all
 
 __all__ = ["score", "VTTResult", "compare", "compare_all", "Comparison"]
 
@@ -106,8 +106,8 @@ def _cluster_interval(y, img, rat, n_images, n_raters, confidence):
     if var.fell_back[0]:
         warnings.warn("The two-way cluster-robust variance was not positive; the larger one-way (image or rater) "
                       "cluster-robust variance was used.", RuntimeWarning, stacklevel=3)
-    if min(var.effective["image"][0], var.effective["rater"][0]) < MIN_CLUSTERS:
-        warnings.warn(_few_clusters_note("score", var, 0), RuntimeWarning, stacklevel=3)
+    for note in _few_clusters_notes("score", var, 0):
+        warnings.warn(note, RuntimeWarning, stacklevel=3)
     # Every answer the same: no variance to estimate; the Wilson interval of n independent trials.
     n_eff = p * (1 - p) / v if v > 0 else float(n)
     crit = stats.t.ppf(0.5 + 0.5 * confidence, df)
@@ -227,8 +227,8 @@ def score(chose_generated, image_ids, rater_ids, *, method="cluster",
     Warns
     -----
     RuntimeWarning
-        With fewer than 20 effective images or raters (``'cluster'``; see
-        Notes); if the two-way variance was not positive and a one-way
+        With fewer than 20 effective images or 10 effective raters
+        (``'cluster'``; see Notes); if the two-way variance was not positive and a one-way
         variance was used; with fewer than 2 images or raters (the interval
         is NaN); if a bootstrap interval is degenerate (every resample gave
         the same score), or if some resamples contained no judgment and were
@@ -275,8 +275,8 @@ def score(chose_generated, image_ids, rater_ids, *, method="cluster",
     (Satterthwaite's, which is smaller than the count when a few clusters
     hold most of the judgments). With 3 raters in all that critical value is
     4.3 rather than 1.96: no confident interval comes from 3 raters. Below
-    20 effective images or raters a warning says so, since coverage there is
-    less certain. When every answer is the same the variance is 0 and the
+    20 effective images or 10 effective raters a warning names the limit
+    (thresholds from the calibration: see `evaluation.comparison`). When every answer is the same the variance is 0 and the
     interval is Wilson's for the trials as independent.
 
     ``method='pigeonhole'`` is the pigeonhole bootstrap of Owen [7]_: each

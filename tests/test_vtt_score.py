@@ -376,7 +376,7 @@ def test_three_raters_give_a_wide_interval_and_a_warning_naming_the_limit():
     img = np.repeat(np.arange(40), 3)
     rat = np.tile(np.arange(3), 40)
     y = rng.random(120) < 0.3
-    with pytest.warns(RuntimeWarning, match=r"about 3 effective raters \(fewer than 20\).*2 degree"):
+    with pytest.warns(RuntimeWarning, match=r"about 3 effective raters \(fewer than 10\).*2 degree"):
         res = score(y, img, rat)
     assert res.df == pytest.approx(2)
     wilson = score(y, img, rat, method="wilson")
