@@ -67,7 +67,9 @@ def test_batch_and_unbatched_shapes_are_kept_and_images_are_independent():
     lab = rgb_to_lab(rgb)
     assert lab.shape == (3, 3, 5, 7)
     assert lab_to_rgb(lab).shape == (3, 3, 5, 7)
-    assert torch.allclose(rgb_to_lab(rgb[1]), lab[1], atol=1e-5)   # (3, H, W) works too
+    # (3, H, W) works too. Batched and single images take different vectorised paths: they differed by up to 3e-5
+    # (4 float32 ulps of values near 100) on an Intel Xeon VM; mixing up images would differ by tens.
+    assert torch.allclose(rgb_to_lab(rgb[1]), lab[1], rtol=0, atol=1e-3)
 
 
 def test_bfloat16_input_is_computed_in_float32_and_returned_as_bfloat16():
