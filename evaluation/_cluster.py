@@ -74,7 +74,7 @@ class Variance:
     df: np.ndarray  # degrees of freedom of the t critical value (NaN: fewer than 2 clusters)
     terms: dict  # kind -> V_kind
     clusters: dict  # kind -> number of clusters judged under the contrast's methods
-    effective: dict  # kind -> effective number of clusters (Satterthwaite)
+    effective: dict  # "image", "rater" -> effective number of clusters (Satterthwaite)
     shared: dict  # kind -> clusters judged under both methods of a pair (= clusters for a single score)
 
 
@@ -144,7 +144,8 @@ def two_way(comp: Components, pairs) -> Variance:
         seen = comp.seen[kind]
         clusters[kind] = seen[a, a] + np.where(has_b, seen[bb, bb] - seen[a, bb], 0.0)
         shared[kind] = np.where(has_b, seen[a, bb], seen[a, a])
-        effective[kind] = np.array([_effective(comp.count[kind], comp.n, i, j) for i, j in zip(a, b)])
+        if kind != "cell":  # the degrees of freedom use the images and raters only
+            effective[kind] = np.array([_effective(comp.count[kind], comp.n, i, j) for i, j in zip(a, b)])
     def correction(g):
         return np.where(g > 1, g / np.maximum(g - 1, 1), 1.0)
 

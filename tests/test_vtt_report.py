@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.template.loader import render_to_string
 
-from vtt import exports, report
+from vtt import exports, report, report_html
 from vtt.models import Colorization, Experiment, ExperimentImage, Method, Rater, SourceImage, Trial
 
 pytestmark = pytest.mark.django_db
@@ -118,7 +118,7 @@ def test_json_output_has_the_documented_fields_comparisons_raters_and_provenance
     required = {"method", "n_trials", "n_images", "n_raters", "vtt", "ci_low", "ci_high", "ci_method", "confidence"}
     assert set(rows["ground_truth"]) >= required
     assert rows["ground_truth"]["vtt"] == pytest.approx(0.5)
-    assert rows["ground_truth"]["ci_method"] == "bootstrap" and rows["ground_truth"]["confidence"] == 0.95
+    assert rows["ground_truth"]["ci_method"] == "cluster" and rows["ground_truth"]["confidence"] == 0.95
     assert rows["ground_truth"]["ci_low"] <= 0.5 <= rows["ground_truth"]["ci_high"]
     assert [row["method"] for row in data["methods"]] == ["mean_chroma", "ground_truth"]  # tested, then controls
     provenance = rows["mean_chroma"]["provenance"]
@@ -192,7 +192,8 @@ def test_the_platforms_csv_export_gives_the_same_report_as_the_database(answered
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_the_report_body_renders_for_a_staff_page(answered):
-    html = render_to_string("vtt/_report_body.html", report.experiment_context(answered, n_boot=200))
+    html = render_to_string("vtt/_report_body.html",
+                            report_html.html_context(report.experiment_report(answered, n_boot=200)))
     assert html.count('class="vtt-mark"') == 2
     assert '<svg class="vtt-figure"' in html
     assert 'class="vtt-fifty"' in html
@@ -390,7 +391,8 @@ def test_exclude_looked_away_leaves_those_trials_out_and_says_how_many(staircase
     out = run("--experiment", "hype", "--ci-method", "wilson", "--n-boot", "200", "--exclude-looked-away")
     assert "looked away: left out 1 scored trial(s) during which the page lost focus" in out
     html = render_to_string("vtt/_report_body.html",
-                            report.experiment_context(staircase, n_boot=200, exclude_looked_away=True))
+                            report_html.html_context(report.experiment_report(staircase, n_boot=200,
+                                                                              exclude_looked_away=True)))
     assert "1 trial during which the rater looked away (the page lost focus) left out." in html
 
 

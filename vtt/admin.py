@@ -19,6 +19,7 @@ class ExperimentAdmin(admin.ModelAdmin):
         ("Display and devices", {"fields": ["display_size", "allow_mobile", "require_fullscreen"]}),
         ("Panel and completion", {"fields": ["panel", "participant_param", "completion_code", "no_consent_code",
                                              "completion_url"]}),
+        ("Stopping rule (pre-registered)", {"fields": ["precision_target", "look_every", "max_looks"]}),
         ("Images", {"fields": ["split", "image_size", "preprocessing", "created"]}),
     ]
     actions = ["open_experiments", "close_experiments"]

@@ -132,6 +132,24 @@ class Experiment(models.Model):
     preprocessing = models.JSONField(
         default=dict, blank=True, help_text="How source images were turned into the rated pairs."
     )
+    # The pre-registered stopping rule (vtt.planning): precise enough at the first scheduled look where every
+    # tested method's interval half-width is below the target.
+    precision_target = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.1), MaxValueValidator(49.9)],
+        help_text="Stopping rule: the experiment is precise enough when every tested method's interval half-width "
+        "is below this many percentage points at a scheduled look (e.g. 3 for +-3 points; 95% intervals, the "
+        "controls not counted); empty: no rule.",
+    )
+    look_every = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Stopping rule: look after every this many finished raters (the data of a look are the judgments "
+        "of the raters finished by then). Required with a precision target.",
+    )
+    max_looks = models.PositiveSmallIntegerField(
+        default=10, validators=[MinValueValidator(1)],
+        help_text="Stopping rule: at most this many looks; after the last one the rule no longer stops the "
+        "experiment.",
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -139,6 +157,16 @@ class Experiment(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        """A precision target needs a look schedule, and a schedule a target."""
+        from django.core.exceptions import ValidationError
+
+        super().clean()
+        if (self.precision_target is None) != (self.look_every is None):
+            missing = "look_every" if self.look_every is None else "precision_target"
+            raise ValidationError({missing: "The stopping rule needs both a precision target and a look schedule "
+                                            "(look_every); leave both empty for no rule."})
 
     @property
     def shown_size(self) -> int:

@@ -1,48 +1,79 @@
-"""The VTT report: judgments in, a report dict out; the numbers all come from `evaluation`.
+"""The VTT report: `Judgments` in, a report dict out; the numbers all come from `evaluation`.
 
-Judgments come from the database (`experiment_judgments`) or from a CSV file
-(`read_judgments_csv`: the platform's export, or any CSV with the columns
-``rater, image, method, chose_generated`` and optionally ``trial_kind``,
-``class_index``, ``counted``, ``position``, ``exposure_ms``, ``focus_lost``).
-`build_report` scores them; `figure_svg`, `html_context` and `render_html`
-present the result.
+`build_report` scores the judgments (read by `vtt.judgments`), `experiment_report`
+does so for an experiment in the database, and `cached_experiment_report` keeps that
+report until the experiment's answers change (the staff page). `table_fields`,
+`table_rows` and `to_json` give its table and JSON; `vtt.report_figure` draws it and
+`vtt.report_html` renders it as HTML.
+
+The defaults that the command line (`vtt_report`), the staff page and the functions
+here share live in one place: `DEFAULT_CI_METHOD` and `CI_METHODS` (each method's
+VTT interval), `DEFAULT_COMPARE_METHOD` and `COMPARE_METHODS` (the pairwise
+differences), `DEFAULT_N_BOOT`, `DEFAULT_SEED`, `DEFAULT_CONFIDENCE`.
 
 With adaptive exposures (an experiment whose ``timing`` is ``staircase``, HYPE_time)
 each method also gets its threshold exposure, `evaluation.hype_time` of its
 staircases: each (rater, method)'s answered scored trials in position order, late
 answers included (they moved the rater's staircase), with their ``exposure_ms``.
 
-The staff pages include ``templates/vtt/_report_body.html`` with the context of
-`experiment_context(experiment)`: a single variable, ``vtt_report`` (see
-`html_context` for its keys).
+Each warning of an `evaluation` function becomes a note of the report, prefixed with
+what it is about: a method (``zhang2016: ...``), its agreement or threshold
+(``zhang2016 agreement: ...``, ``zhang2016 threshold: ...``), a pair of methods
+(``zhang2016 vs lal2017: ...``), all pairs (``pairwise comparisons: ...``) or the
+raters (``rater quality: ...``).
 """
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import math
 import re
+import uuid
 import warnings
-from dataclasses import dataclass
-from operator import itemgetter
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from django.db.models import Count, Min, Q
-from django.template.loader import render_to_string
-from django.utils.html import escape
-from django.utils.safestring import mark_safe
+from django.core.cache import cache
 
 import evaluation
 from evaluation import staircase
 
 from . import selectors
-from .models import Method, Rater, Trial
+from .judgments import (
+    CATCH, PRACTICE, SCORED, Judgments, experiment_judgments, experiment_methods, no_cyclic_gc, rater_labels,
+)
 
-SCORED, CATCH, PRACTICE = 0, 1, 2
-KINDS = {"scored": SCORED, "catch": CATCH, "practice": PRACTICE}
-REQUIRED_COLUMNS = ("rater", "image", "method", "chose_generated")
-OPTIONAL_COLUMNS = ("trial_kind", "class_index", "counted", "experiment", "position", "exposure_ms", "focus_lost")
+# The interval of each method's VTT (`evaluation.score`'s ``method``), with what each does, for --help.
+CI_METHODS = {
+    "cluster": "two-way cluster-robust over images and raters (Cameron, Gelbach and Miller 2011): Wilson's interval at "
+               "the effective number of trials, Student's t on the effective number of raters or images minus 1; "
+               "calibrated by simulation (BENCHMARKS.md)",
+    "bootstrap": "pigeonhole bootstrap over images and raters, its resamples shrunk to the two-way cluster-robust "
+                 "variance",
+    "pigeonhole": "pigeonhole bootstrap over images and raters, uncorrected (counts the judgment noise three times: "
+                  "too wide)",
+    "wilson": "Wilson's score interval for independent trials (too narrow when raters and images recur)",
+}
+DEFAULT_CI_METHOD = "cluster"
+COMPARE_METHODS = {
+    "cluster": "paired two-way cluster-robust standard error (the same images and raters under both methods) with "
+               "Student's t on the effective number of raters or images minus 1",
+    "bootstrap": "paired pigeonhole bootstrap (the same images and raters drawn for both methods), its resamples "
+                 "shrunk to the two-way cluster-robust variance",
+    "pigeonhole": "paired pigeonhole bootstrap, uncorrected (conservative)",
+}
+DEFAULT_COMPARE_METHOD = "cluster"
+# What every VTT score and interval of the report estimates (the report's "estimand").
+ESTIMAND = ("the trial-weighted fooling rate: the expected fraction of scored trials in which the rater picks the "
+            "colorized image, over the populations of images and raters, every trial counting once (a rater who "
+            "answered more trials weighs more)")
+DEFAULT_CONFIDENCE = 0.95
+DEFAULT_N_BOOT = 2000
+DEFAULT_SEED = 0
+# Catch-trial failure rate above which a rater is flagged when the judgments do not say (a CSV).
+DEFAULT_MAX_FAIL_RATE = 0.25
+
 TABLE_FIELDS = ["method", "n_trials", "n_images", "n_raters", "vtt", "ci_low", "ci_high", "ci_method", "confidence"]
 # Added to the table (the csv format) when the report has staircase thresholds.
 THRESHOLD_FIELDS = ["threshold_ms", "threshold_ci_low", "threshold_ci_high"]
@@ -53,314 +84,15 @@ NO_THRESHOLD = {"threshold_ms": None, "threshold_ci_low": None, "threshold_ci_hi
 # Roles of the registered controls, for judgments that do not say (a CSV).
 CONTROL_ROLES = {"ground_truth": "calibration", "grayscale": "catch"}
 PUBLISHED_FILE = Path(__file__).resolve().parent.parent / "data" / "published" / "vtt.json"
-_TRUE, _FALSE = {"1", "true", "True", "TRUE"}, {"0", "false", "False", "FALSE"}
+CACHE_PREFIX = "vtt-report:"
 _WNID = re.compile(r"\bn\d{8}\b")
-
-
-class JudgmentsError(ValueError):
-    """Judgments that cannot be read; the message names the file, line and column."""
-
-
-@dataclass(frozen=True, eq=False)
-class Judgments:
-    """Trials as columns: integer codes into the label arrays, one entry per trial.
-
-    ``answer`` is 1 (picked the colorized image), 0 (picked the real one) or -1
-    (unanswered); ``class_index`` is -1 when unknown; ``counted`` is False for a
-    scored answer that did not fill one of its pair's K places. ``position`` is the
-    trial's place in its rater's session (-1 unknown: the order of the rows then
-    stands for it), ``exposure`` how long the pair was shown in ms (-1: untimed or
-    unknown), ``focus_lost`` 1 when the page lost focus during the trial (0 no, -1
-    unknown); ``timing`` is the experiment's (``fixed`` or ``staircase``), None when
-    not known (a CSV).
-    """
-
-    rater: np.ndarray
-    rater_labels: np.ndarray
-    image: np.ndarray
-    image_labels: np.ndarray
-    method: np.ndarray
-    method_labels: np.ndarray
-    kind: np.ndarray
-    answer: np.ndarray
-    class_index: np.ndarray
-    counted: np.ndarray
-    source: str
-    title: str = ""
-    experiment: str | None = None
-    position: np.ndarray | None = None
-    exposure: np.ndarray | None = None
-    focus_lost: np.ndarray | None = None
-    timing: str | None = None
-
-    def __post_init__(self):
-        n = self.rater.size
-        for name, dtype in (("position", np.int64), ("exposure", np.int64), ("focus_lost", np.int8)):
-            values = getattr(self, name)
-            object.__setattr__(self, name, np.full(n, -1, dtype=dtype) if values is None
-                               else np.asarray(values, dtype=dtype))
-
-    @classmethod
-    def from_columns(cls, *, rater, image, method, kind, answer, class_index, counted, source, title="",
-                     experiment=None, position=None, exposure=None, focus_lost=None, timing=None) -> "Judgments":
-        codes = {}
-        for name, values in (("rater", rater), ("image", image), ("method", method)):
-            labels, inverse = np.unique(np.asarray(values), return_inverse=True)
-            codes[name] = (inverse.ravel(), labels)
-        return cls(
-            rater=codes["rater"][0], rater_labels=codes["rater"][1], image=codes["image"][0],
-            image_labels=codes["image"][1], method=codes["method"][0], method_labels=codes["method"][1],
-            kind=np.asarray(kind, dtype=np.int8), answer=np.asarray(answer, dtype=np.int8),
-            class_index=np.asarray(class_index, dtype=np.int64), counted=np.asarray(counted, dtype=bool),
-            source=source, title=title, experiment=experiment, position=position, exposure=exposure,
-            focus_lost=focus_lost, timing=timing,
-        )
-
-    def __len__(self) -> int:
-        return self.rater.size
-
-
-# --- reading judgments ---------------------------------------------------------------------------------------
-
-
-def _record_line(path: Path, record: int) -> int:
-    """The line on which the ``record``-th data record (from 0, blank lines skipped) ends."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        next(reader, None)
-        for i, _ in enumerate(filter(None, reader)):
-            if i == record:
-                return reader.line_num
-    return -1
-
-
-def _width_error(path: Path, width: int) -> JudgmentsError:
-    """The first record whose number of fields differs from the header's (a rescan, on the error path only)."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        next(reader, None)
-        for row in filter(None, reader):
-            if len(row) != width:
-                return JudgmentsError(f"{path.name}, line {reader.line_num}: expected {width} fields as in the "
-                                      f"header, got {len(row)}")
-    return JudgmentsError(f"{path.name}: rows of different lengths")
-
-
-def _fail(path: Path, record: int, column: str, message: str) -> JudgmentsError:
-    return JudgmentsError(f"{path.name}, line {_record_line(path, record)}, column {column!r}: {message}")
-
-
-def _factorize(column: list[str]) -> tuple[list[str], np.ndarray]:
-    """The sorted distinct values of a column and the index of each entry among them.
-
-    Sorted, so that the codes (and hence the bootstrap draws) do not depend on the order of the rows;
-    the loops over the entries run in C (``dict.fromkeys``, ``map``), the Python ones over distinct values.
-    """
-    labels = sorted(dict.fromkeys(column))
-    index = {label: i for i, label in enumerate(labels)}
-    return labels, np.fromiter(map(index.__getitem__, column), dtype=np.int64, count=len(column))
-
-
-def _mapped(path: Path, column: str, values: list[str], convert) -> np.ndarray:
-    """``convert`` applied to each distinct value of a column (None: invalid, with a message), per entry."""
-    labels, codes = _factorize(values)
-    out = []
-    for k, label in enumerate(labels):
-        value, problem = convert(label.strip())
-        if problem:
-            raise _fail(path, int(np.argmax(codes == k)), column, f"{problem}, got {label!r}")
-        out.append(value)
-    return np.asarray(out)[codes] if out else np.zeros(0)
-
-
-def _flag(text: str, blank: int | None = None):
-    if text in _TRUE:
-        return 1, None
-    if text in _FALSE:
-        return 0, None
-    if blank is not None and text == "":
-        return blank, None
-    return None, "expected 1, 0 or blank" if blank is not None else "expected 1 or 0"
-
-
-def _kind(text: str):
-    return (KINDS[text], None) if text in KINDS else (None, "expected scored, catch or practice")
-
-
-def _whole_number(error: str, minimum: int = 0):
-    """A cell parser for an optional whole number of at least ``minimum`` (blank: -1), else ``error``."""
-
-    def parse(text: str):
-        if text == "":
-            return -1, None
-        if text.isdigit() and int(text) >= minimum:
-            return int(text), None
-        return None, error
-
-    return parse
-
-
-_class = _whole_number("expected a class number (0, 1, ...) or blank")
-_position = _whole_number("expected a position in the session (1, 2, ...) or blank")
-_exposure = _whole_number("expected an exposure in whole milliseconds (e.g. 500) or blank if untimed", minimum=1)
-
-
-def read_judgments_csv(path: str | Path) -> Judgments:
-    """Judgments from a CSV: the platform's export or any file with the required columns.
-
-    Required columns: ``rater, image, method, chose_generated`` (1, 0 or blank for
-    unanswered). Optional: ``trial_kind`` (scored, catch or practice; default
-    scored), ``class_index`` (ImageNet class, blank if unknown), ``counted``
-    (0 marks a scored answer that did not count), ``experiment`` (one value),
-    ``position`` (the trial's place in the rater's session; without it the rows
-    are taken in file order), ``exposure_ms`` (how long the pair was shown, blank
-    if untimed) and ``focus_lost`` (1 when the rater looked away, blank if
-    unknown). Other columns are ignored; the ``flagged`` column of the export is
-    too, as flags are recomputed from the catch trials. Raises `JudgmentsError`
-    naming the line and column of the first problem.
-    """
-    path = Path(path)
-    name = path.name
-    try:
-        f = open(path, newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise JudgmentsError(f"cannot read {name}: {exc.strerror or exc}") from None
-    with f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader, None)
-            if not header:
-                raise JudgmentsError(
-                    f"{name} is empty: expected a header line with the columns {', '.join(REQUIRED_COLUMNS)}"
-                )
-            header = [h.strip() for h in header]
-            missing = [c for c in REQUIRED_COLUMNS if c not in header]
-            if missing:
-                raise JudgmentsError(
-                    f"{name}, line 1: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                    f"(the header has: {', '.join(header)})"
-                )
-            twice = sorted({c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if header.count(c) > 1})
-            if twice:
-                raise JudgmentsError(f"{name}, line 1: column {twice[0]!r} appears more than once")
-            columns = [c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c in header]
-            width = len(header)
-            # One pass in C, keeping only the needed fields: the last field makes a short row fail with
-            # IndexError, and the slice past it is non-empty for a long row. Blank lines are skipped.
-            getter = itemgetter(*[header.index(c) for c in columns], width - 1, slice(width, None))
-            records = list(map(getter, filter(None, reader)))
-        except IndexError:
-            raise _width_error(path, width) from None
-        except csv.Error as exc:
-            raise JudgmentsError(f"{name}, line {reader.line_num}: {exc}") from None
-        except UnicodeDecodeError:
-            raise JudgmentsError(f"{name} is not UTF-8 text") from None
-    if not records:
-        raise JudgmentsError(f"{name} has a header but no judgments")
-    # Column by column (map(itemgetter) reuses the strings; zip(*records) would build new tuples, 6x slower).
-    if any(map(itemgetter(-1), records)):
-        raise _width_error(path, width)
-    data = {c: list(map(itemgetter(k), records)) for k, c in enumerate(columns)}
-    n = len(records)
-    del records
-
-    codes = {}
-    for column in ("rater", "image", "method"):
-        labels, index = _factorize(data[column])
-        for k, label in enumerate(labels):
-            if not label.strip():
-                raise _fail(path, int(np.argmax(index == k)), column,
-                            "blank; every trial needs a rater, image and method")
-        codes[column] = (index, np.array(labels, dtype=str))
-    answer = _mapped(path, "chose_generated", data["chose_generated"], lambda t: _flag(t, blank=-1))
-    kind = (_mapped(path, "trial_kind", data["trial_kind"], _kind) if "trial_kind" in data
-            else np.full(n, SCORED))
-    counted = (_mapped(path, "counted", data["counted"], lambda t: _flag(t, blank=1)) != 0 if "counted" in data
-               else np.ones(n, dtype=bool))
-    class_index = (_mapped(path, "class_index", data["class_index"], _class) if "class_index" in data
-                   else np.full(n, -1))
-    position = _mapped(path, "position", data["position"], _position) if "position" in data else None
-    exposure = _mapped(path, "exposure_ms", data["exposure_ms"], _exposure) if "exposure_ms" in data else None
-    focus_lost = (_mapped(path, "focus_lost", data["focus_lost"], lambda t: _flag(t, blank=-1))
-                  if "focus_lost" in data else None)
-    experiment = None
-    if "experiment" in data:
-        slugs = sorted(dict.fromkeys(data["experiment"]))
-        if len(slugs) > 1:
-            raise JudgmentsError(f"{name} holds trials of {len(slugs)} experiments ({', '.join(slugs[:5])}); "
-                                 "report one experiment at a time")
-        experiment = slugs[0] or None
-    return Judgments(
-        rater=codes["rater"][0], rater_labels=codes["rater"][1], image=codes["image"][0],
-        image_labels=codes["image"][1], method=codes["method"][0], method_labels=codes["method"][1],
-        kind=kind.astype(np.int8), answer=answer.astype(np.int8), class_index=class_index.astype(np.int64),
-        counted=counted.astype(bool), source=f"CSV file {name}", title=experiment or name, experiment=experiment,
-        position=position, exposure=exposure, focus_lost=focus_lost,
-    )
-
-
-def experiment_judgments(experiment) -> tuple[Judgments, dict]:
-    """Answered scored and catch trials of ``experiment``, and the counts of the trials left out.
-
-    Late scored answers (``counted`` False) are in the judgments, for the staircases
-    they moved; the VTT leaves them out.
-    """
-    rows = selectors.judgments(experiment=experiment, kinds=(Trial.Kind.SCORED, Trial.Kind.CATCH), late=True)
-    trials = Trial.objects.filter(rater__experiment=experiment)
-    left_out = trials.aggregate(
-        practice=Count("id", filter=Q(kind=Trial.Kind.PRACTICE)),
-        unanswered=Count("id", filter=~Q(kind=Trial.Kind.PRACTICE) & Q(answered__isnull=True)),
-        not_counted=Count("id", filter=Q(kind=Trial.Kind.SCORED, answered__isnull=False, counted=False)),
-    )
-    judgments = Judgments.from_columns(
-        rater=np.array([r["rater"] for r in rows], dtype=str),
-        image=np.array([r["image"] for r in rows], dtype=str),
-        method=np.array([r["method"] for r in rows], dtype=str),
-        kind=np.array([KINDS[r["trial_kind"]] for r in rows], dtype=np.int8),
-        answer=np.array([int(bool(r["chose_generated"])) for r in rows], dtype=np.int8),
-        class_index=np.array([-1 if r["class_index"] is None else r["class_index"] for r in rows], dtype=np.int64),
-        counted=np.array([r["counted"] for r in rows], dtype=bool),
-        source=f"experiment {experiment.slug}", title=experiment.title, experiment=experiment.slug,
-        position=np.array([r["position"] for r in rows], dtype=np.int64),
-        exposure=np.array([-1 if r["exposure_ms"] is None else r["exposure_ms"] for r in rows], dtype=np.int64),
-        focus_lost=np.array([-1 if r["focus_lost"] is None else int(r["focus_lost"]) for r in rows], dtype=np.int8),
-        timing=str(experiment.timing),
-    )
-    return judgments, left_out
-
-
-def experiment_methods(experiment) -> dict[str, dict]:
-    """Role and provenance of each method of ``experiment``: colorizer, checkpoint, seeds, images."""
-    out = {}
-    methods = Method.objects.filter(experiment=experiment).annotate(
-        n_images=Count("colorizations", distinct=True),
-        n_seeds=Count("colorizations__seed", distinct=True),
-        seed_min=Min("colorizations__seed"),
-    )
-    for m in methods:
-        out[m.name] = {
-            "role": str(m.role),
-            "provenance": {
-                "kind": m.kind, "colorizer": m.colorizer, "checkpoint_sha256": m.checkpoint_sha256,
-                "params": m.params, "n_images": m.n_images, "n_seeds": m.n_seeds,
-                "seed": m.seed_min if m.n_seeds == 1 else None,
-            },
-        }
-    return out
-
-
-def rater_labels(experiment) -> dict[str, str]:
-    """Rater token -> what the report shows: the panel id, or the token's first 8 characters."""
-    return {token: external or token[:8]
-            for token, external in Rater.objects.filter(experiment=experiment).values_list("token", "external_id")}
+_PAIR = re.compile(r"\b(\d+) vs (\d+)\b")
+_PAIRS_COUNT = re.compile(r"^(\d+) pair\(s\)")
 
 
 def published_scores() -> dict:
     """The published numbers of `data/published/vtt.json`, with their sources."""
     return json.loads(PUBLISHED_FILE.read_text(encoding="utf-8"))
-
-
-# --- the report ---------------------------------------------------------------------------------------------
 
 
 def _none(x):
@@ -370,11 +102,70 @@ def _none(x):
     return x
 
 
+@contextmanager
+def _notes(notes: list[str], about):
+    """Collect the RuntimeWarnings of the enclosed calls into ``notes``, each as ``"<about>: <message>"``.
+
+    ``about`` is a text, or a function of the message that gives it and the message
+    (possibly reworded). Other warnings are passed on; a note already there is not repeated.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        yield
+    for w in caught:
+        if not issubclass(w.category, RuntimeWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            continue
+        label, message = about(str(w.message)) if callable(about) else (about, str(w.message))
+        if message.startswith(f"{label}: "):  # the message already names it
+            message = message[len(label) + 2:]
+        note = f"{label}: {message}"
+        if note not in notes:
+            notes.append(note)
+
+
+def _comparison_subject(names: dict[int, str], pairs: list[tuple[int, int]]):
+    """For `_notes`: a comparison warning's subject, with the method codes it names replaced by the names.
+
+    The methods go to `evaluation.compare_all` as integer codes (faster to sort than
+    names), so a pair appears in its messages as "<code> vs <code>". A message is about
+    one pair when only one pair is compared, or when it names one pair and counts no
+    more than one; otherwise it is about the "pairwise comparisons".
+    """
+    compared = set(pairs)
+
+    def about(message: str) -> tuple[str, str]:
+        named = []
+
+        def name(match):
+            pair = (int(match.group(1)), int(match.group(2)))
+            if pair not in compared:
+                return match.group(0)
+            text = f"{names[pair[0]]} vs {names[pair[1]]}"
+            if text not in named:
+                named.append(text)
+            return text
+
+        message = _PAIR.sub(name, message)
+        counted = _PAIRS_COUNT.match(message)
+        if len(pairs) == 1:
+            return f"{names[pairs[0][0]]} vs {names[pairs[0][1]]}", message
+        if len(named) == 1 and (counted is None or int(counted.group(1)) == 1):
+            return named[0], message
+        return "pairwise comparisons", message
+
+    return about
+
+
 def _groups(codes: np.ndarray, n: int) -> list[np.ndarray]:
     """Indices of each code 0..n-1, by one stable sort (no loop over the judgments)."""
     order = np.argsort(codes, kind="stable")
     bounds = np.cumsum(np.bincount(codes, minlength=n))
     return np.split(order, bounds[:-1])
+
+
+def _n_distinct(codes: np.ndarray, n: int) -> int:
+    return int(np.count_nonzero(np.bincount(codes, minlength=n)))
 
 
 def _left_out(j: Judgments) -> dict:
@@ -392,15 +183,17 @@ def _rater_section(j: Judgments, quality, scored: np.ndarray, catch: np.ndarray,
     n_rater = j.rater_labels.size
     scored_per_rater = np.bincount(j.rater[scored], minlength=n_rater)
     fooled_per_rater = np.bincount(j.rater[scored], j.answer[scored], minlength=n_rater)
-    per_rater = []
-    for q, code in enumerate(quality.raters.tolist()):
-        label = str(j.rater_labels[code])
-        n = int(scored_per_rater[code])
-        per_rater.append({
-            "rater": names.get(label, label), "n_scored": n, "vtt": float(fooled_per_rater[code] / n) if n else None,
-            "n_catch": int(quality.n_catch[q]), "n_failed": int(quality.n_failed[q]),
-            "catch_accuracy": _none(float(quality.catch_accuracy[q])), "flagged": bool(quality.flagged[q]),
-        })
+    labels = j.rater_labels[quality.raters].tolist()
+    n_scored = scored_per_rater[quality.raters].tolist()
+    fooled = fooled_per_rater[quality.raters].tolist()
+    accuracy = quality.catch_accuracy.tolist()
+    per_rater = [
+        {"rater": names.get(label, label), "n_scored": n, "vtt": f / n if n else None, "n_catch": n_catch,
+         "n_failed": n_failed, "catch_accuracy": None if a != a else a, "flagged": flag}
+        for label, n, f, n_catch, n_failed, a, flag in zip(
+            labels, n_scored, fooled, quality.n_catch.tolist(), quality.n_failed.tolist(), accuracy,
+            quality.flagged.tolist())
+    ]
     n_m = j.method_labels.size
     n_c = np.bincount(j.method[catch], minlength=n_m)
     ok_c = np.bincount(j.method[catch], 1 - j.answer[catch], minlength=n_m)
@@ -421,7 +214,7 @@ def _rater_section(j: Judgments, quality, scored: np.ndarray, catch: np.ndarray,
     }
 
 
-def _method_rows(j: Judgments, kept: np.ndarray, methods: dict[str, dict], **interval) -> list[dict]:
+def _method_rows(j: Judgments, kept: np.ndarray, methods: dict[str, dict], notes: list[str], **interval) -> list[dict]:
     """Per method with kept judgments: VTT and its interval, agreement, role and provenance; tested methods
     first, by VTT, then the controls."""
     y = j.answer[kept].astype(np.float64)
@@ -431,8 +224,10 @@ def _method_rows(j: Judgments, kept: np.ndarray, methods: dict[str, dict], **int
     for g in np.flatnonzero(np.bincount(meth, minlength=j.method_labels.size)).tolist():
         idx = groups[g]
         name = str(j.method_labels[g])
-        res = evaluation.score(y[idx], img[idx], rat[idx], **interval)
-        agree = evaluation.agreement(y[idx], img[idx])
+        with _notes(notes, name):
+            res = evaluation.score(y[idx], img[idx], rat[idx], **interval)
+        with _notes(notes, f"{name} agreement"):
+            agree = evaluation.agreement(y[idx], img[idx])
         info = methods.get(name, {})
         role = info.get("role") or CONTROL_ROLES.get(name, "tested")
         rows.append({
@@ -444,6 +239,25 @@ def _method_rows(j: Judgments, kept: np.ndarray, methods: dict[str, dict], **int
         })
     rows.sort(key=lambda r: (r["is_control"], -r["vtt"], r["method"]))
     return rows
+
+
+def _comparisons(j: Judgments, kept: np.ndarray, rows: list[dict], notes: list[str], **settings) -> list[dict]:
+    """Every pair of the scored methods, in table order, Holm-adjusted together (`evaluation.compare_all`)."""
+    if len(rows) < 2:
+        return []
+    code = {str(name): g for g, name in enumerate(j.method_labels.tolist())}
+    names = {g: name for name, g in code.items()}
+    order = [code[r["method"]] for r in rows]
+    pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
+    with _notes(notes, _comparison_subject(names, pairs)):
+        results = evaluation.compare_all(j.answer[kept], j.image[kept], j.rater[kept], j.method[kept],
+                                         pairs=pairs, **settings)
+    comparisons = []
+    for c in results:
+        row = {k: _none(v) for k, v in vars(c).items()}
+        row["method_a"], row["method_b"] = names[int(c.method_a)], names[int(c.method_b)]
+        comparisons.append(row)
+    return comparisons
 
 
 def _class_section(j: Judgments, kept: np.ndarray, names: list[str]) -> dict:
@@ -489,8 +303,8 @@ def _is_staircase(j: Judgments, trials: np.ndarray) -> bool:
     return bool(np.unique(pairs).size < pairs.size)
 
 
-def _thresholds(j: Judgments, trials: np.ndarray, rows: list[dict], *, confidence: float, n_boot: int,
-                seed: int) -> dict:
+def _thresholds(j: Judgments, trials: np.ndarray, rows: list[dict], notes: list[str], *, confidence: float,
+                n_boot: int, seed: int) -> dict:
     """HYPE_time per method row (added to the rows), and the section that describes them."""
     meth = j.method[trials]
     for row in rows:
@@ -499,12 +313,9 @@ def _thresholds(j: Judgments, trials: np.ndarray, rows: list[dict], *, confidenc
         row.update(NO_THRESHOLD)
         if not idx.size:
             continue
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RuntimeWarning)
+        with _notes(notes, f"{row['method']} threshold"):
             res = evaluation.hype_time(j.exposure[idx], j.rater[idx], confidence=confidence, n_boot=n_boot,
                                        seed=seed)
-        for w in caught:
-            warnings.warn(f"{row['method']}, threshold exposure: {w.message}", w.category, stacklevel=2)
         row.update(threshold_ms=res.score, threshold_ci_low=_none(res.ci_low), threshold_ci_high=_none(res.ci_high),
                    threshold_n_raters=res.n_raters, threshold_n_trials=res.n_trials)
     return {
@@ -518,9 +329,11 @@ def _thresholds(j: Judgments, trials: np.ndarray, rows: list[dict], *, confidenc
     }
 
 
-def build_report(judgments: Judgments, *, methods: dict[str, dict] | None = None, ci_method: str = "bootstrap",
-                 confidence: float = 0.95, n_boot: int = 2000, seed: int = 0, compare_method: str = "bootstrap",
-                 include_flagged: bool = False, max_fail_rate: float = 0.25, left_out: dict | None = None,
+def build_report(judgments: Judgments, *, methods: dict[str, dict] | None = None,
+                 ci_method: str = DEFAULT_CI_METHOD, confidence: float = DEFAULT_CONFIDENCE,
+                 n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED,
+                 compare_method: str = DEFAULT_COMPARE_METHOD, include_flagged: bool = False,
+                 max_fail_rate: float = DEFAULT_MAX_FAIL_RATE, left_out: dict | None = None,
                  published: bool = False, rater_names: dict[str, str] | None = None,
                  exclude_looked_away: bool = False) -> dict:
     """Score every method, compare every pair, and describe raters, classes and what was left out.
@@ -533,8 +346,8 @@ def build_report(judgments: Judgments, *, methods: dict[str, dict] | None = None
     the page lost focus (``focus_lost``), from the VTT and the thresholds alike;
     ``left_out["looked_away"]`` counts them (those of raters already left out as
     flagged aside). Raises ValueError (from `evaluation`) for invalid settings.
-    The warnings of `evaluation` (degenerate intervals, empty resamples) become
-    the report's ``notes``.
+    The warnings of `evaluation` (degenerate intervals, few clusters) become the
+    report's ``notes``, each prefixed with the method, pair or step it is about.
 
     With staircase timing (``judgments.timing``; for unknown timing, when some
     rater's staircase of a method shows more than one exposure) every method row
@@ -543,59 +356,54 @@ def build_report(judgments: Judgments, *, methods: dict[str, dict] | None = None
     its staircases), and ``report["staircase"]`` describes them; otherwise these
     are None.
     """
-    j = judgments
+    with no_cyclic_gc():
+        return _build_report(judgments, methods=methods, ci_method=ci_method, confidence=confidence, n_boot=n_boot,
+                             seed=seed, compare_method=compare_method, include_flagged=include_flagged,
+                             max_fail_rate=max_fail_rate, left_out=left_out, published=published,
+                             rater_names=rater_names, exclude_looked_away=exclude_looked_away)
+
+
+def _build_report(j: Judgments, *, methods, ci_method, confidence, n_boot, seed, compare_method, include_flagged,
+                  max_fail_rate, left_out, published, rater_names, exclude_looked_away) -> dict:
     answered = j.answer >= 0
     catch = answered & (j.kind == CATCH)
     scored = answered & (j.kind == SCORED) & j.counted
     left = {**(_left_out(j) if left_out is None else left_out), "catch": int(catch.sum())}
     looked_away = answered & (j.kind == SCORED) & (j.focus_lost == 1)
+    notes: list[str] = []
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        # Raters are judged on their answered catch and scored trials.
-        used = catch | scored
+    # Raters are judged on their answered catch and scored trials.
+    used = catch | scored
+    with _notes(notes, "rater quality"):
         quality = evaluation.quality(j.rater[used], catch[used], 1 - j.answer[used], max_fail_rate=max_fail_rate)
-        flagged = np.zeros(j.rater_labels.size, dtype=bool)
-        flagged[quality.raters[quality.flagged]] = True
-        excluded = scored & flagged[j.rater]
-        raters_kept = np.ones(j.rater.size, dtype=bool) if include_flagged else ~flagged[j.rater]
-        looked_away_kept = scored & looked_away & raters_kept  # before the option takes them out
-        if exclude_looked_away:
-            raters_kept &= ~looked_away
-        kept = scored & raters_kept
-        raters = _rater_section(j, quality, scored, catch, excluded, include_flagged, rater_names or {})
-        rows = _method_rows(j, kept, methods or {}, method=ci_method, confidence=confidence, n_boot=n_boot,
-                            seed=seed)
-        stair_trials = _staircase_trials(j, raters_kept)
-        stairs = None
-        if _is_staircase(j, stair_trials):
-            stairs = _thresholds(j, stair_trials, rows, confidence=confidence, n_boot=n_boot, seed=seed)
-        else:
-            for row in rows:
-                row.update(NO_THRESHOLD)
-        comparisons = []
-        if len(rows) >= 2:  # every pair of the scored methods, in table order, Holm-adjusted together
-            order = [r["method"] for r in rows]
-            results = evaluation.compare_all(
-                j.answer[kept], j.image[kept], j.rater[kept], j.method_labels[j.method[kept]],
-                pairs=[(a, b) for i, a in enumerate(order) for b in order[i + 1:]], method=compare_method,
-                confidence=confidence, n_boot=n_boot, seed=seed,
-            )
-            comparisons = [{k: _none(v) for k, v in vars(c).items()} for c in results]
-    notes = []
-    for w in caught:
-        if not issubclass(w.category, RuntimeWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        elif str(w.message) not in notes:
-            notes.append(str(w.message))
+    flagged = np.zeros(j.rater_labels.size, dtype=bool)
+    flagged[quality.raters[quality.flagged]] = True
+    excluded = scored & flagged[j.rater]
+    raters_kept = np.ones(j.rater.size, dtype=bool) if include_flagged else ~flagged[j.rater]
+    looked_away_kept = scored & looked_away & raters_kept  # before the option takes them out
+    if exclude_looked_away:
+        raters_kept &= ~looked_away
+    kept = scored & raters_kept
+    raters = _rater_section(j, quality, scored, catch, excluded, include_flagged, rater_names or {})
+    rows = _method_rows(j, kept, methods or {}, notes, method=ci_method, confidence=confidence, n_boot=n_boot,
+                        seed=seed)
+    stair_trials = _staircase_trials(j, raters_kept)
+    stairs = None
+    if _is_staircase(j, stair_trials):
+        stairs = _thresholds(j, stair_trials, rows, notes, confidence=confidence, n_boot=n_boot, seed=seed)
+    else:
+        for row in rows:
+            row.update(NO_THRESHOLD)
+    comparisons = _comparisons(j, kept, rows, notes, method=compare_method, confidence=confidence, n_boot=n_boot,
+                               seed=seed)
 
     report = {
-        "title": j.title, "experiment": j.experiment, "source": j.source,
+        "title": j.title, "estimand": ESTIMAND, "experiment": j.experiment, "source": j.source,
         "settings": {"ci_method": ci_method, "confidence": confidence, "n_boot": n_boot, "seed": seed,
                      "compare_method": compare_method, "include_flagged": include_flagged,
                      "max_fail_rate": float(max_fail_rate), "exclude_looked_away": exclude_looked_away},
-        "n_judgments": int(kept.sum()), "n_images": int(np.unique(j.image[kept]).size),
-        "n_raters": int(np.unique(j.rater[kept]).size),
+        "n_judgments": int(kept.sum()), "n_images": _n_distinct(j.image[kept], j.image_labels.size),
+        "n_raters": _n_distinct(j.rater[kept], j.rater_labels.size),
         "methods": rows, "comparisons": comparisons, "raters": raters,
         "classes": _class_section(j, kept, [r["method"] for r in rows]),
         "left_out": {**left, "flagged_raters": raters["n_excluded_raters"],
@@ -623,175 +431,39 @@ def table_rows(report: dict) -> list[dict]:
 
 
 def to_json(report: dict) -> str:
-    return json.dumps(report, indent=2, allow_nan=False)
+    """The report as JSON text, indented by 2, each row of the long tables (raters, classes) on one line.
 
-
-# --- the figure and the HTML ---------------------------------------------------------------------------------
-
-
-def _pct(x, digits=1) -> str:
-    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
-
-
-def figure_svg(report: dict) -> str:
-    """VTT per method with its interval and the 50% line, as a self-contained inline SVG."""
-    ours = report["methods"]
-    published = report.get("published", {}).get("scores", []) if report.get("published") else []
-    sections = [r for r in ours if not r["is_control"]], [r for r in ours if r["is_control"]]
-    labels = [r["method"] + (f" ({r['role']} control)" if r["is_control"] else "") for r in ours]
-    labels += [p["method"] for p in published]
-    # About 7.3 px per character of 13 px sans-serif text.
-    label_w = int(max(150, min(330, 7.3 * max(map(len, labels), default=10) + 24)))
-    plot_w, right, row_h, top, bottom, gap, header = 440, 20, 26, 34, 44, 12, 20
-    n_rows = len(ours) + len(published)
-    gaps = sum(1 for s in (*sections, published) if s) - 1
-    height = top + row_h * n_rows + gap * max(gaps, 0) + (header if published else 0) + bottom
-    width = label_w + plot_w + right
-    highs = [r["ci_high"] if r["ci_high"] is not None else r["vtt"] for r in ours] + [p["vtt"] for p in published]
-    x_max = min(1.0, max(0.6, math.ceil(max(highs, default=0.5) * 10 - 1e-9) / 10))
-
-    def x(v: float) -> float:
-        return round(label_w + plot_w * v / x_max, 1)
-
-    level = f"{report['settings']['confidence']:.0%}"
-    parts = [
-        f'<svg class="vtt-figure" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" role="img" aria-labelledby="vtt-figure-title" '
-        'font-family="system-ui, sans-serif" font-size="13">',
-        f'<title id="vtt-figure-title">VTT score per method with its {level} interval; 50% means the colorized '
-        'image could not be told from the real one</title>',
-    ]
-    plot_bottom = height - bottom
-    for tick in range(0, int(round(x_max * 10)) + 1):
-        v = tick / 10
-        parts.append(f'<line x1="{x(v)}" y1="{top - 6}" x2="{x(v)}" y2="{plot_bottom}" stroke="#e3e3e3"/>')
-        parts.append(f'<text x="{x(v)}" y="{plot_bottom + 16}" text-anchor="middle" fill="#555">{tick * 10}%</text>')
-    parts.append(f'<text x="{label_w + plot_w / 2}" y="{plot_bottom + 36}" text-anchor="middle" fill="#333">'
-                 'VTT: trials in which the colorized image was picked as the real one</text>')
-    parts.append(f'<line class="vtt-fifty" x1="{x(0.5)}" y1="{top - 10}" x2="{x(0.5)}" y2="{plot_bottom}" '
-                 'stroke="#b00020" stroke-width="1.5" stroke-dasharray="5 4"/>')
-    parts.append(f'<text x="{x(0.5)}" y="{top - 14}" text-anchor="middle" fill="#b00020">50%: indistinguishable</text>')
-
-    y_pos = top
-    for section in (*sections, published):
-        if not section:
-            continue
-        if y_pos > top:
-            y_pos += gap
-        if section is published:
-            parts.append(f'<text class="vtt-published-label" x="{label_w - 10}" y="{y_pos + 14}" text-anchor="end" '
-                         f'fill="#666">{escape(report["published"]["label"])}:</text>')
-            y_pos += header
-        for row in section:
-            cy = y_pos + row_h / 2
-            if section is published:
-                label = row["method"]
-                tip = f"{row['method']}: {row['reported']}, {row['source']}; {report['published']['label']}"
-                cx = x(row["vtt"])
-                parts.append(
-                    f'<g class="vtt-published" data-method="{escape(row["method"])}"><title>{escape(tip)}</title>'
-                    f'<text x="{label_w - 10}" y="{cy + 4}" text-anchor="end" fill="#666" font-style="italic">'
-                    f'{escape(label)}</text>'
-                    f'<path d="M{cx} {cy - 6} L{cx + 6} {cy} L{cx} {cy + 6} L{cx - 6} {cy} Z" fill="white" '
-                    'stroke="#666" stroke-width="1.5"/></g>'
-                )
-            else:
-                colour = "#777" if row["is_control"] else "#1f4e9c"
-                label = row["method"] + (f" ({row['role']} control)" if row["is_control"] else "")
-                tip = (f"{row['method']}: VTT {_pct(row['vtt'])}, {level} interval [{_pct(row['ci_low'])}, "
-                       f"{_pct(row['ci_high'])}] ({row['ci_method']}), {row['n_trials']} trials")
-                mark = [f'<g class="vtt-mark" data-method="{escape(row["method"])}"><title>{escape(tip)}</title>',
-                        f'<text x="{label_w - 10}" y="{cy + 4}" text-anchor="end" fill="#222">{escape(label)}</text>']
-                if row["ci_low"] is not None and row["ci_high"] is not None:
-                    lo, hi = x(row["ci_low"]), x(row["ci_high"])
-                    mark.append(f'<line x1="{lo}" y1="{cy}" x2="{hi}" y2="{cy}" stroke="{colour}" stroke-width="2"/>')
-                    for end in (lo, hi):
-                        mark.append(f'<line x1="{end}" y1="{cy - 5}" x2="{end}" y2="{cy + 5}" stroke="{colour}" '
-                                    'stroke-width="2"/>')
-                mark.append(f'<circle cx="{x(row["vtt"])}" cy="{cy}" r="5" fill="{colour}"/></g>')
-                parts.extend(mark)
-            y_pos += row_h
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
-def html_context(report: dict) -> dict:
-    """What ``templates/vtt/_report_body.html`` needs, under the single key ``vtt_report``.
-
-    Keys of ``vtt_report``: ``title``, ``source``, ``settings`` (with ``level``, e.g.
-    "95%"), ``figure`` (safe SVG), ``methods`` and ``controls`` (rows with
-    formatted ``vtt_text``, ``interval_text``, ``alpha_text``), ``comparisons``,
-    ``raters`` (with ``flagged_rows``), ``left_out``, ``looked_away``, ``staircase``
-    (None without adaptive exposures; the method rows then have ``threshold_text`` and
-    ``threshold_interval_text``), ``classes``, ``provenance``, ``published`` (or None)
-    and ``notes``; the report dict itself is ``data``.
+    Those rows (tens of thousands of raters in a large experiment) go through the
+    json module's C encoder; its indenting encoder is pure Python, and 10 times slower.
+    Undefined numbers are already None.
     """
-    level = f"{report['settings']['confidence']:.0%}"
+    nonce = uuid.uuid4().hex
+    tables = {}
 
-    def method_row(row):
-        alpha = row.get("agreement_alpha")
-        low, high = row.get("threshold_ci_low"), row.get("threshold_ci_high")
-        return {**row, "vtt_text": _pct(row["vtt"]),
-                "interval_text": f"{_pct(row['ci_low'])} to {_pct(row['ci_high'])}",
-                "alpha_text": "n/a" if alpha is None else f"{alpha:.2f}",
-                "threshold_text": "n/a" if row.get("threshold_ms") is None else f"{row['threshold_ms']:.0f} ms",
-                "threshold_interval_text": "n/a" if low is None else f"{low:.0f} to {high:.0f} ms"}
+    def later(rows: list) -> str:
+        key = f"rows-{len(tables)}-{nonce}"
+        tables[key] = rows
+        return key
 
-    def p_text(p):
-        return "n/a" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
-
-    comparisons = [{**c, "difference_text": f"{100 * c['difference']:+.1f} pts",
-                    "interval_text": "n/a" if c["ci_low"] is None else
-                    f"{100 * c['ci_low']:+.1f} to {100 * c['ci_high']:+.1f}",
-                    "p_text": p_text(c["pvalue"]), "p_holm_text": p_text(c["pvalue_holm"]),
-                    "significant": c["pvalue_holm"] is not None and c["pvalue_holm"] < 1 - report["settings"]["confidence"]}
-                   for c in report["comparisons"]]
-    raters = report["raters"]
-    flagged = [{**r, "accuracy_text": _pct(r["catch_accuracy"], 0)} for r in raters["per_rater"] if r["flagged"]]
-    provenance = []
-    for row in report["methods"]:
-        p = row.get("provenance") or {}
-        seed = p.get("seed")
-        provenance.append({
-            "method": row["method"], "role": row["role"], "known": bool(p), "kind": p.get("kind", ""),
-            "colorizer": p.get("colorizer", ""), "checkpoint": p.get("checkpoint_sha256", ""),
-            "checkpoint_short": (p.get("checkpoint_sha256") or "")[:12],
-            "seed_text": "" if not p else (str(seed) if seed is not None else
-                                           f"{p.get('n_seeds', 0)} seeds, one per image (derived from the run seed)"),
-            "n_images": p.get("n_images", ""), "params": json.dumps(p.get("params") or {}, sort_keys=True),
-        })
-    classes = report["classes"]
-    class_rows = [{**c, "cells": [None if cell["vtt"] is None else f"{_pct(cell['vtt'], 0)} ({cell['n_trials']})"
-                                  for cell in c["cells"]]} for c in classes["rows"]]
-    published = report.get("published")
-    if published:
-        published = {**published, "scores": [{**s, "vtt_text": _pct(s["vtt"], 2)} for s in published["scores"]]}
-    return {"vtt_report": {
-        "data": report, "title": report["title"], "source": report["source"],
-        "settings": {**report["settings"], "level": level, "alpha": f"{1 - report['settings']['confidence']:.3g}"},
-        "n_judgments": report["n_judgments"], "n_images": report["n_images"], "n_raters": report["n_raters"],
-        "figure": mark_safe(figure_svg(report)) if report["methods"] else "",
-        "methods": [method_row(r) for r in report["methods"] if not r["is_control"]],
-        "controls": [method_row(r) for r in report["methods"] if r["is_control"]],
-        "comparisons": comparisons, "n_pairs": len(comparisons),
-        "raters": {**raters, "flagged_rows": flagged[:50], "flagged_more": max(0, len(flagged) - 50),
-                   "catch_accuracy_text": _pct(raters["catch_accuracy"]),
-                   "catch_by_method": [{**c, "accuracy_text": _pct(c["accuracy"])} for c in raters["catch_by_method"]]},
-        "left_out": report["left_out"], "classes": {"methods": classes["methods"], "rows": class_rows},
-        "provenance": provenance, "published": published, "notes": report["notes"],
-        "looked_away": report["looked_away"], "staircase": report["staircase"],
-    }}
+    outline = {**report, "raters": {**report["raters"], "per_rater": later(report["raters"]["per_rater"])},
+               "classes": {**report["classes"], "rows": later(report["classes"]["rows"])}}
+    with no_cyclic_gc():
+        text = json.dumps(outline, indent=2, allow_nan=False)
+        one_line = json.JSONEncoder(separators=(", ", ": "), allow_nan=False).encode
+        for key, rows in tables.items():
+            at = text.index(f'"{key}"')
+            line = text[text.rindex("\n", 0, at) + 1:at]  # the key before it, after the indent
+            indent = line[:len(line) - len(line.lstrip(" "))]
+            block = ("[\n" + ",\n".join(indent + "  " + one_line(row) for row in rows) + "\n" + indent + "]"
+                     if rows else "[]")
+            text = text[:at] + block + text[at + len(key) + 2:]
+    return text
 
 
-def render_html(report: dict) -> str:
-    """The whole report as one self-contained HTML page (inline style and SVG, no external assets)."""
-    return render_to_string("vtt/report.html", html_context(report))
-
-
-def experiment_report(experiment, *, include_flagged: bool = False, ci_method: str = "bootstrap",
-                      confidence: float = 0.95, n_boot: int = 2000, seed: int = 0, compare_method: str = "bootstrap",
-                      max_fail_rate: float | None = None, published: bool = False,
-                      exclude_looked_away: bool = False) -> dict:
+def experiment_report(experiment, *, include_flagged: bool = False, ci_method: str = DEFAULT_CI_METHOD,
+                      confidence: float = DEFAULT_CONFIDENCE, n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED,
+                      compare_method: str = DEFAULT_COMPARE_METHOD, max_fail_rate: float | None = None,
+                      published: bool = False, exclude_looked_away: bool = False) -> dict:
     """The report of an experiment from the database; flags use its ``catch_fail_threshold``."""
     judgments, left_out = experiment_judgments(experiment)
     if max_fail_rate is None:
@@ -804,9 +476,27 @@ def experiment_report(experiment, *, include_flagged: bool = False, ci_method: s
     )
 
 
-def experiment_context(experiment, **options) -> dict:
-    """Context for ``{% include "vtt/_report_body.html" %}`` on a staff page: ``{"vtt_report": ...}``.
+def cached(experiment, name: str, compute, *depends_on):
+    """``compute()`` for ``experiment``, kept in Django's cache until its answers (or settings) change.
 
-    ``options`` as for `experiment_report` (e.g. ``n_boot=500`` for a faster page).
+    The key is `name`, the experiment's `selectors.report_fingerprint`, the report's
+    defaults and `depends_on` (whatever else the result reads): a view with the same
+    answers, raters, methods and settings reads the value back, a new answer (or
+    rater, method, change of the experiment's settings) computes it anew. With the
+    default local-memory cache each server process keeps its own copy.
     """
-    return html_context(experiment_report(experiment, **options))
+    key = CACHE_PREFIX + hashlib.sha256(repr((
+        name, selectors.report_fingerprint(experiment=experiment), DEFAULT_CI_METHOD, DEFAULT_COMPARE_METHOD,
+        DEFAULT_CONFIDENCE, DEFAULT_N_BOOT, DEFAULT_SEED, depends_on,
+    )).encode()).hexdigest()
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, timeout=None)
+    return value
+
+
+def cached_experiment_report(experiment) -> dict:
+    """`experiment_report` with its defaults (those of ``vtt_report --experiment SLUG``), computed once per state
+    of the experiment's answers (see `cached`)."""
+    return cached(experiment, "report", lambda: experiment_report(experiment))

@@ -1,40 +1,105 @@
-"""Reads: what the dashboard and the report need, as plain rows."""
+"""Reads: what the dashboard and the report need, as plain rows (the report's judgments as numpy columns)."""
 from __future__ import annotations
 
+from operator import itemgetter
 from statistics import median
 
-from django.db.models import Count, Q
+import numpy as np
+from django.db import connections
+from django.db.models import Case, Count, F, Max, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .models import Experiment, Method, Rater, Slot, Trial
+from .models import Colorization, Experiment, ExperimentImage, Method, Rater, Slot, Trial
 
 
-def judgments(
-    *, experiment: Experiment, kinds: tuple[str, ...] = (Trial.Kind.SCORED,), late: bool = False
-) -> list[dict]:
-    """One dict per answered trial of ``kinds``, in rater then position order.
+def judgment_columns(*, experiment: Experiment, kinds: tuple[str, ...] = (Trial.Kind.SCORED,),
+                     late: bool = False) -> dict:
+    """The answered trials of ``kinds`` as numpy columns, in rater then position order, for a report.
 
-    Keys: rater, image, method, trial_kind, class_index, flagged, chose_generated,
-    counted, position, exposure_ms (None: untimed), focus_lost (None: unknown).
-    Scored trials count only when their answer filled one of the pair's K places;
-    ``late=True`` also returns the others (``counted`` False), which still moved
-    the rater's staircase.
+    Returns ``{"columns": ..., "labels": ..., "left_out": ...}``. Columns, one entry
+    per trial: ``rater``, ``image`` (the experiment image) and ``method`` as database
+    ids, ``kind`` (the trial kind's text), ``chose_generated`` (1 or 0),
+    ``class_index`` (-1 unknown), ``counted``, ``position``, ``exposure_ms`` (-1
+    untimed), ``focus_lost`` (1, 0, -1 unknown). ``labels`` maps each of ``rater``,
+    ``image``, ``method`` from id to its token, source path or name. ``left_out``
+    counts the trials of the experiment that are not judgments: ``practice``,
+    ``unanswered`` (not practice) and ``not_counted`` (late scored answers). Scored
+    trials count only when their answer filled one of the pair's K places;
+    ``late=True`` also returns the others (``counted`` False), which still moved the
+    rater's staircase.
     """
-    rows = Trial.objects.filter(rater__experiment=experiment, kind__in=kinds, answered__isnull=False)
+    trials = Trial.objects.filter(rater__experiment=experiment)
+    rows = trials.filter(kind__in=kinds, answered__isnull=False)
     if not late:
         rows = rows.exclude(kind=Trial.Kind.SCORED, counted=False)
+    # The trials' own columns only: a join per trial (colorization, image, source) would triple the time;
+    # the colorizations' images and methods are looked up below, once per colorization.
     rows = rows.order_by("rater_id", "position").values_list(
-        "rater__token", "colorization__image__source__path", "colorization__method__name", "kind",
-        "colorization__image__source__class_index", "rater__flagged", "choice", "real_side", "counted", "position",
-        "exposure_ms", "focus_lost",
+        "rater_id", "colorization_id", "kind", Case(When(choice=F("real_side"), then=Value(0)), default=Value(1)),
+        "counted", "position", Coalesce("exposure_ms", Value(-1)),
+        Case(When(focus_lost__isnull=True, then=Value(-1)), When(focus_lost=True, then=Value(1)), default=Value(0)),
     )
-    return [
-        {"rater": rater, "image": image, "method": method, "trial_kind": kind, "class_index": class_index,
-         "flagged": flagged, "chose_generated": choice != real_side, "counted": counted, "position": position,
-         "exposure_ms": exposure_ms, "focus_lost": focus_lost}
-        for (rater, image, method, kind, class_index, flagged, choice, real_side, counted, position, exposure_ms,
-             focus_lost) in rows
-    ]
+    # Every value is already what the columns hold (the expressions are computed by the database): the cursor's
+    # tuples as they come, without the per-row conversions of a queryset.
+    sql, params = rows.query.get_compiler(using=rows.db).as_sql()
+    with connections[rows.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    n = len(rows)
+    names = ("rater", "colorization", "kind", "chose_generated", "counted", "position", "exposure_ms", "focus_lost")
+    dtypes = (np.int64, np.int64, None, np.int8, bool, np.int64, np.int64, np.int8)
+    columns = {}
+    for k, (name, dtype) in enumerate(zip(names, dtypes)):
+        values = map(itemgetter(k), rows)
+        columns[name] = (np.array(list(values), dtype=str) if dtype is None
+                         else np.fromiter(values, dtype=dtype, count=n))
+    del rows
+    # Each trial's image, method and class, by the ids of its colorization and image (rows sorted by id).
+    pairs = np.array(Colorization.objects.filter(image__experiment=experiment).order_by("id").values_list(
+        "id", "image_id", "method_id"), dtype=np.int64).reshape(-1, 3)
+    at = np.searchsorted(pairs[:, 0], columns.pop("colorization"))
+    columns["image"], columns["method"] = pairs[at, 1], pairs[at, 2]
+    images = list(ExperimentImage.objects.filter(experiment=experiment).order_by("id").values_list(
+        "id", "source__path", Coalesce("source__class_index", Value(-1))))
+    image_ids = np.array([image for image, _, _ in images], dtype=np.int64)
+    classes = np.array([class_index for _, _, class_index in images], dtype=np.int64)
+    columns["class_index"] = classes[np.searchsorted(image_ids, columns["image"])]
+    labels = {
+        "rater": dict(Rater.objects.filter(experiment=experiment).values_list("id", "token")),
+        "image": {image: path for image, path, _ in images},
+        "method": dict(Method.objects.filter(experiment=experiment).values_list("id", "name")),
+    }
+    left_out = trials.aggregate(
+        practice=Count("id", filter=Q(kind=Trial.Kind.PRACTICE)),
+        unanswered=Count("id", filter=~Q(kind=Trial.Kind.PRACTICE) & Q(answered__isnull=True)),
+        not_counted=Count("id", filter=Q(kind=Trial.Kind.SCORED, answered__isnull=False, counted=False)),
+    )
+    return {"columns": columns, "labels": labels, "left_out": left_out}
+
+
+def report_fingerprint(*, experiment: Experiment) -> tuple:
+    """What an experiment's report depends on, in a few aggregate queries: equal fingerprints, equal reports.
+
+    Its trials (how many, answered, the latest answer, the highest id: a new,
+    answered or withdrawn trial changes one of them; answered trials are never
+    changed again), its raters (how many, flagged, the highest id), its methods
+    (each one's name, role and provenance) and colorizations (how many, the highest
+    id), and the experiment's own fields that the report reads.
+    """
+    trials = Trial.objects.filter(rater__experiment=experiment).aggregate(
+        n=Count("id"), n_answered=Count("answered"), last_answered=Max("answered"), last=Max("id"))
+    raters = Rater.objects.filter(experiment=experiment).aggregate(
+        n=Count("id"), flagged=Count("id", filter=Q(flagged=True)), last=Max("id"))
+    colorizations = Colorization.objects.filter(method__experiment=experiment).aggregate(n=Count("id"), last=Max("id"))
+    methods = list(Method.objects.filter(experiment=experiment).order_by("id").values_list(
+        "id", "name", "role", "kind", "colorizer", "checkpoint_sha256", "params"))
+    last_answered = trials.pop("last_answered")
+    return (
+        experiment.pk, experiment.slug, experiment.title, str(experiment.timing), experiment.catch_fail_threshold,
+        str(experiment.created), sorted(trials.items()), str(last_answered), sorted(raters.items()),
+        sorted(colorizations.items()), [repr(m) for m in methods],
+    )
 
 
 def method_progress(*, experiment: Experiment) -> list[dict]:

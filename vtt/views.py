@@ -18,7 +18,7 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import exports, report, selectors, services
+from . import exports, planning, report, report_html, selectors, services
 from .models import Experiment, Rater, Trial, pairs_dir
 
 _IMAGE_NAME = re.compile(r"^[0-9a-f]{32}\.jpg$")
@@ -252,7 +252,10 @@ def image(request: HttpRequest, name: str) -> HttpResponse:
 @staff_member_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "vtt/dashboard.html", {"experiments": selectors.experiment_summaries()})
+    summaries = selectors.experiment_summaries()
+    for summary in summaries:  # where each pre-registered stopping rule stands at its latest look
+        summary["precision"] = planning.precision_status(summary["experiment"])
+    return render(request, "vtt/dashboard.html", {"experiments": summaries})
 
 
 @staff_member_required
@@ -263,9 +266,11 @@ def experiment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "experiment": experiment,
         "summary": selectors.experiment_summary(experiment=experiment),
         "viewing": selectors.rater_viewing(experiment=experiment),
-        # 500 resamples keep the live page quick; vtt_report uses 2,000 by default.
-        **report.experiment_context(experiment, n_boot=500),
     }
+    # The numbers of `vtt_report --experiment SLUG` and the plan made from them, computed once per state of the answers.
+    data = report.cached_experiment_report(experiment)
+    context.update(report_html.html_context(data))
+    context.update(planning.cached_plan_context(experiment, data))
     return render(request, "vtt/experiment.html", context)
 
 

@@ -13,6 +13,7 @@ from colorizers import describe_inference_options, get_colorizer, list_colorizer
 from colorizers.progress import progress
 from colorizers.train import parse_config
 from vtt import generation, rendering, services, sources
+from vtt.management import experiments
 from vtt.management.help import KeepLinesFormatter
 from vtt.models import Experiment, new_completion_code
 
@@ -278,9 +279,7 @@ class Command(BaseCommand):
             raise CommandError("--import-dir needs --method-name NAME")
         if options["methods"] or options["checkpoint"]:
             raise CommandError("--import-dir registers one imported method: leave out --methods and --checkpoint")
-        experiment = Experiment.objects.filter(slug=options["experiment"]).first()
-        if experiment is None:
-            raise CommandError(f"no experiment {options['experiment']!r}: generate its pairs before importing a method")
+        experiment = experiments.named(options["experiment"], hint="generate its pairs before importing a method")
         keys = list(experiment.images.values_list("source__path", flat=True))
         try:
             paths = sources.locate(experiment.split, keys, imagenet_val=options["imagenet_val"])

@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 from PIL import Image, ImageDraw, ImageFont
 
 from vtt import selectors
-from vtt.models import Experiment, pairs_dir
+from vtt.management import experiments
+from vtt.models import pairs_dir
 
 LABEL_HEIGHT = 22
 GAP = 4
@@ -41,9 +42,7 @@ class Command(BaseCommand):
             raise CommandError(f"--out must end in .jpg, .jpeg or .png, got {str(out)!r}")
         if options["images"] < 1 or not 16 <= options["size"] <= 1024:
             raise CommandError("--images must be at least 1 and --size between 16 and 1024")
-        experiment = Experiment.objects.filter(slug=options["experiment"]).first()
-        if experiment is None:
-            raise CommandError(f"no experiment {options['experiment']!r}")
+        experiment = experiments.named(options["experiment"])
         wanted = [m.strip() for m in options["methods"].split(",") if m.strip()] if options["methods"] else None
         try:
             methods, rows = selectors.pair_files(experiment=experiment, methods=wanted)

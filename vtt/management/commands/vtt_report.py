@@ -6,8 +6,12 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from vtt import report
-from vtt.models import Experiment
+from vtt import judgments, report, report_html
+from vtt.management import experiments
+
+
+def _choices(methods: dict[str, str]) -> str:
+    return "; ".join(f"'{name}' {what}" for name, what in methods.items())
 
 
 class Command(BaseCommand):
@@ -31,18 +35,22 @@ class Command(BaseCommand):
             "trials of a method show more than one exposure (a staircase).",
         )
         parser.add_argument(
-            "--ci-method", choices=["bootstrap", "wilson"], default="bootstrap",
-            help="Interval of each method's VTT: 'bootstrap' resamples images and raters independently (right for "
-            "crossed designs, where raters and images recur); 'wilson' treats trials as independent. Default: bootstrap.",
+            "--ci-method", choices=list(report.CI_METHODS), default=report.DEFAULT_CI_METHOD,
+            help="Interval of each method's VTT: " + _choices(report.CI_METHODS)
+            + f". Default: {report.DEFAULT_CI_METHOD}.",
         )
         parser.add_argument(
-            "--compare-method", choices=["bootstrap", "pigeonhole"], default="bootstrap",
-            help="Interval and p-value of pairwise differences: the paired two-way cluster bootstrap with its variance "
-            "corrected ('bootstrap'), or uncorrected ('pigeonhole', conservative). Default: bootstrap.",
+            "--compare-method", choices=list(report.COMPARE_METHODS), default=report.DEFAULT_COMPARE_METHOD,
+            help="Interval and p-value of pairwise differences: " + _choices(report.COMPARE_METHODS)
+            + f". Default: {report.DEFAULT_COMPARE_METHOD}.",
         )
-        parser.add_argument("--confidence", type=float, default=0.95, help="Confidence level of the intervals. Default: 0.95.")
-        parser.add_argument("--n-boot", type=int, default=2000, help="Bootstrap resamples. Default: 2000.")
-        parser.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap. Default: 0.")
+        parser.add_argument("--confidence", type=float, default=report.DEFAULT_CONFIDENCE,
+                            help=f"Confidence level of the intervals. Default: {report.DEFAULT_CONFIDENCE}.")
+        parser.add_argument("--n-boot", type=int, default=report.DEFAULT_N_BOOT,
+                            help="Bootstrap resamples (of the methods that resample). "
+                            f"Default: {report.DEFAULT_N_BOOT}.")
+        parser.add_argument("--seed", type=int, default=report.DEFAULT_SEED,
+                            help=f"Seed of the bootstrap. Default: {report.DEFAULT_SEED}.")
         parser.add_argument(
             "--include-flagged", action="store_true",
             help="Keep the raters flagged by their catch trials (by default they and their judgments are left out).",
@@ -55,7 +63,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--catch-fail-threshold", type=float, metavar="RATE",
             help="Flag a rater who failed more than this fraction of their catch trials. Default: the experiment's "
-            "catch_fail_threshold; 0.25 for a CSV.",
+            f"catch_fail_threshold; {report.DEFAULT_MAX_FAIL_RATE} for a CSV.",
         )
         parser.add_argument("--format", choices=["table", "json", "csv"], default="table",
                             help="Output format on standard output. Default: table.")
@@ -83,17 +91,14 @@ class Command(BaseCommand):
         )
         try:
             if options["experiment"] is not None:
-                experiment = Experiment.objects.filter(slug=options["experiment"]).first()
-                if experiment is None:
-                    known = ", ".join(Experiment.objects.values_list("slug", flat=True)) or "none"
-                    raise CommandError(f"no experiment {options['experiment']!r} (known: {known})")
+                experiment = experiments.named(options["experiment"])
                 data = report.experiment_report(experiment, max_fail_rate=threshold, **settings)
             else:
-                judgments = report.read_judgments_csv(options["judgments_csv"])
+                read = judgments.read_judgments_csv(options["judgments_csv"])
                 data = report.build_report(
-                    judgments, max_fail_rate=0.25 if threshold is None else threshold, **settings
+                    read, max_fail_rate=report.DEFAULT_MAX_FAIL_RATE if threshold is None else threshold, **settings
                 )
-        except report.JudgmentsError as exc:
+        except judgments.JudgmentsError as exc:
             raise CommandError(str(exc)) from None
         except ValueError as exc:  # settings that `evaluation` refuses
             raise CommandError(str(exc)) from None
@@ -110,7 +115,7 @@ class Command(BaseCommand):
         if options["html"]:
             path = Path(options["html"])
             try:
-                path.write_text(report.render_html(data), encoding="utf-8")
+                path.write_text(report_html.render_html(data), encoding="utf-8")
             except OSError as exc:
                 raise CommandError(f"cannot write {options['html']}: {exc.strerror or exc}") from None
             out = self.stdout if fmt == "table" else self.stderr
@@ -133,7 +138,9 @@ class Command(BaseCommand):
         level = f"{s['confidence']:.0%}"
         raters, left = data["raters"], data["left_out"]
         if verbose:
-            how = f"bootstrap, {s['n_boot']} resamples, seed {s['seed']}" if s["ci_method"] == "bootstrap" else "wilson"
+            how = (f"{s['ci_method']}, {s['n_boot']} resamples, seed {s['seed']}"
+                   if s["ci_method"] in ("bootstrap", "pigeonhole") else s["ci_method"])
+            w("VTT: the trial-weighted fooling rate (every scored trial counts once)")
             w(f"{data['n_judgments']} scored judgments of {data['n_images']} images by {data['n_raters']} raters; "
               f"{level} intervals ({how})")
             flagged = f"{raters['n_flagged']} rater(s) flagged: {raters['rule']}"
@@ -175,8 +182,8 @@ class Command(BaseCommand):
               f"{row['vtt']:>7.1%}  {interval:<18} {threshold}{alpha:>6}  {row['role']}")
         if data["comparisons"]:
             w("")
-            w(f"Differences (first - second, percentage points), {level} paired bootstrap intervals, p-values "
-              f"two-sided and Holm-adjusted over {len(data['comparisons'])} pair(s):")
+            w(f"Differences (first - second, percentage points), {level} paired intervals ({s['compare_method']}), "
+              f"p-values two-sided and Holm-adjusted over {len(data['comparisons'])} pair(s):")
             for c in data["comparisons"]:
                 interval = ("n/a" if c["ci_low"] is None else
                             f"[{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]")
