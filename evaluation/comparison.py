@@ -183,18 +183,20 @@ MIN_RATERS = 10
 
 
 def _few_clusters_notes(what, variance, index):
-    """Warnings for a contrast with fewer than MIN_IMAGES effective images or MIN_RATERS effective raters."""
+    """Warnings for a contrast with fewer than MIN_IMAGES effective images or MIN_RATERS effective raters;
+    `what` (e.g. "a vs b") starts each message, or nothing when None."""
     notes = []
     df = variance.df[index]
     images, raters = variance.effective["image"][index], variance.effective["rater"][index]
+    prefix = f"{what}: " if what else ""
     if images < MIN_IMAGES:
-        notes.append(f"{what}: about {images:.0f} effective images (fewer than {MIN_IMAGES}); with so few images the "
+        notes.append(f"{prefix}about {images:.0f} effective images (fewer than {MIN_IMAGES}); with so few images the "
                      "interval's coverage falls below its level (93% for a 95% interval of a difference with 10 "
                      "images in the calibration, benchmarks/calibration.py).")
     if raters < MIN_RATERS:
-        notes.append(f"{what}: about {raters:.0f} effective raters (fewer than {MIN_RATERS}); the interval uses "
-                     f"Student's t with {df:.0f} degree(s) of freedom, so it is wide (1.6 times a large design's with "
-                     "3 raters) and a difference is hard to detect.")
+        notes.append(f"{prefix}about {raters:.0f} effective raters (fewer than {MIN_RATERS}); the interval uses "
+                     f"Student's t with {df:.0f} degree(s) of freedom, so it is wide (with 3 raters, 1.6 times as "
+                     "wide as with many) and a difference is hard to detect.")
     return notes
 
 

@@ -106,7 +106,7 @@ def _cluster_interval(y, img, rat, n_images, n_raters, confidence):
     if var.fell_back[0]:
         warnings.warn("The two-way cluster-robust variance was not positive; the larger one-way (image or rater) "
                       "cluster-robust variance was used.", RuntimeWarning, stacklevel=3)
-    for note in _few_clusters_notes("score", var, 0):
+    for note in _few_clusters_notes(None, var, 0):
         warnings.warn(note, RuntimeWarning, stacklevel=3)
     # Every answer the same: no variance to estimate; the Wilson interval of n independent trials.
     n_eff = p * (1 - p) / v if v > 0 else float(n)

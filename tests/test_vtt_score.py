@@ -45,7 +45,7 @@ def width(res):
     return res.ci_high - res.ci_low
 
 
-@pytest.mark.filterwarnings("ignore:score. about 7 effective raters")
+@pytest.mark.filterwarnings("ignore:about 7 effective raters")
 def test_score_is_the_fraction_of_trials_where_the_generated_image_was_picked():
     rng = np.random.default_rng(1)
     y, img, rat = crossed(rng, 30, 7, logit(0.3), 0.5)
@@ -120,7 +120,7 @@ def test_bootstrap_does_not_depend_on_the_batch_size():
         assert batched == whole
 
 
-@pytest.mark.filterwarnings("ignore:score. about 15 effective raters")
+@pytest.mark.filterwarnings("ignore:about 15 effective raters")
 @pytest.mark.parametrize("method", ["cluster", "bootstrap", "pigeonhole"])
 def test_interval_contains_the_point_estimate(method):
     y, img, rat = crossed(np.random.default_rng(4), 40, 15, logit(0.3), 1.0)
