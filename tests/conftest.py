@@ -123,9 +123,21 @@ def model_checkpoints(tmp_path: Path, mean_chroma_checkpoint: Path) -> dict[str,
     return paths
 
 
+_POSTGRESQL_ONLY: list = []
+
+
 def pytest_collection_modifyitems(config, items):
-    """``make test-postgres`` reruns only the tests that touch a database (pytest reports the rest as deselected)."""
+    """``make test-postgres`` reruns only the tests that touch a database (pytest reports the rest as deselected).
+
+    On SQLite, the tests marked ``postgresql`` (concurrent transactions, which SQLite serialises) are deselected,
+    and the summary says so: ``make test`` runs them in its PostgreSQL half.
+    """
     if not os.environ.get("VTT_TESTS_DATABASE_ONLY"):
+        if suite_backend() == "sqlite":
+            _POSTGRESQL_ONLY[:] = [item for item in items if item.get_closest_marker("postgresql")]
+            if _POSTGRESQL_ONLY:
+                config.hook.pytest_deselected(items=_POSTGRESQL_ONLY)
+                items[:] = [item for item in items if not item.get_closest_marker("postgresql")]
         return
     keep, drop = [], []
     for item in items:
@@ -133,6 +145,13 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _POSTGRESQL_ONLY:
+        terminalreporter.write_line(
+            f"{len(_POSTGRESQL_ONLY)} test(s) need PostgreSQL and were deselected on SQLite "
+            f"(run by the PostgreSQL half of `make test`): {', '.join(i.nodeid for i in _POSTGRESQL_ONLY)}")
 
 
 def import_tinted(experiment_slug: str, photo_dir: Path, out_dir: Path, name: str = "tinted") -> None:

@@ -378,6 +378,11 @@ def test_opening_an_experiment_without_a_catch_method_is_refused(media_root, pho
     assert Experiment.objects.get(slug="nc").state == "draft" and not Slot.objects.exists()
 
 
+def streamed(client: Client, url: str) -> bytes:
+    """The body of a streamed response (the exports), read chunk by chunk (the test client closes it at the end)."""
+    return b"".join(client.get(url).streaming_content)
+
+
 def test_the_staff_pages_and_exports_are_for_staff_only(experiment, admin_client):
     Experiment.objects.filter(pk=experiment.pk).update(catch_fail_threshold=1.0)  # keep the one rater in the report
     client = Client()
@@ -389,10 +394,10 @@ def test_the_staff_pages_and_exports_are_for_staff_only(experiment, admin_client
     detail = admin_client.get(reverse("vtt:experiment", args=["e"])).content.decode()
     assert "mean_chroma" in detail and "/e/e/" in detail
     assert "<svg" in detail and "VTT scores" in detail  # the report's figure and table
-    rows = list(csv.DictReader(io.StringIO(admin_client.get(reverse("vtt:export", args=["e", "csv"])).content.decode())))
+    rows = list(csv.DictReader(io.StringIO(streamed(admin_client, reverse("vtt:export", args=["e", "csv"])).decode())))
     assert len(rows) == 5 and {r["trial_kind"] for r in rows} == {"practice", "scored", "catch"}
     assert all(r["chose_generated"] in {"0", "1"} for r in rows)
-    data = admin_client.get(reverse("vtt:export", args=["e", "json"])).json()
+    data = json.loads(streamed(admin_client, reverse("vtt:export", args=["e", "json"])))
     assert len(data["trials"]) == 5 and data["trials"][0]["rater"] == rows[0]["rater"]
     assert admin_client.get(reverse("vtt:export", args=["e", "xml"])).status_code == 404
 

@@ -136,7 +136,8 @@ def test_json_output_has_the_documented_fields_comparisons_raters_and_provenance
     flagged = [r for r in raters["per_rater"] if r["flagged"]]
     assert [(r["rater"], r["n_catch"], r["n_failed"]) for r in flagged] == [("P4", 2, 2)]
     assert data["left_out"] == {"practice": 1, "unanswered": 1, "not_counted": 1, "catch": 10,
-                                "flagged_raters": 1, "judgments_of_flagged_raters": 10, "looked_away": 0}
+                                "flagged_raters": 1, "judgments_of_flagged_raters": 10, "looked_away": 0,
+                                "pilot_raters": 0, "pilot_judgments": 0}
     classes = data["classes"]
     assert classes["methods"] == ["mean_chroma", "ground_truth"]
     assert [(c["class_index"], c["wnid"], c["n_images"]) for c in classes["rows"]] == [
@@ -248,7 +249,8 @@ def test_practice_unanswered_late_and_catch_rows_are_not_scored(tmp_path):
     (row,) = data["methods"]
     assert (row["method"], row["n_trials"], row["vtt"]) == ("m", 2, 0.5)
     assert data["left_out"] == {"practice": 1, "unanswered": 1, "not_counted": 1, "catch": 2,
-                                "flagged_raters": 0, "judgments_of_flagged_raters": 0, "looked_away": 0}
+                                "flagged_raters": 0, "judgments_of_flagged_raters": 0, "looked_away": 0,
+                                "pilot_raters": 0, "pilot_judgments": 0}
     assert data["raters"]["n_flagged"] == 1  # r2 failed its only catch trial, kept by --include-flagged
     assert data["classes"]["rows"][0]["class_index"] == 7
 

@@ -13,12 +13,14 @@ class ExperimentAdmin(admin.ModelAdmin):
     readonly_fields = ["state", "split", "image_size", "preprocessing", "created"]  # state: by the actions
     fieldsets = [
         (None, {"fields": ["slug", "title", "state", "instructions"]}),
+        ("Pilot", {"fields": ["pilot_raters"]}),
         ("Design", {"fields": ["design", "raters_per_pair", "trials_per_rater", "practice_trials", "catch_trial_rate",
                                "catch_fail_threshold", "lease_seconds"]}),
         ("Timing", {"fields": ["timing", "exposure_ms"]}),
         ("Display and devices", {"fields": ["display_size", "allow_mobile", "require_fullscreen"]}),
         ("Panel and completion", {"fields": ["panel", "participant_param", "completion_code", "no_consent_code",
                                              "completion_url"]}),
+        ("Pay sheet (bonus rule)", {"fields": ["bonus_amount", "bonus_min_catch_accuracy"]}),
         ("Stopping rule (pre-registered)", {"fields": ["precision_target", "look_every", "max_looks"]}),
         ("Images", {"fields": ["split", "image_size", "preprocessing", "created"]}),
     ]
@@ -37,8 +39,12 @@ class ExperimentAdmin(admin.ModelAdmin):
     @admin.action(description="Close to raters")
     def close_experiments(self, request, queryset):
         for experiment in queryset:
-            services.experiment_close(experiment=experiment)
-        self.message_user(request, f"closed {queryset.count()} experiment(s)")
+            try:
+                services.experiment_close(experiment=experiment)
+            except services.TrialRejected as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"{experiment.slug} is closed")
 
 
 @admin.register(Method)
@@ -71,8 +77,9 @@ class ColorizationAdmin(admin.ModelAdmin):
 
 @admin.register(Rater)
 class RaterAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "experiment", "external_id", "method", "started", "finished", "declined", "flagged"]
-    list_filter = ["experiment", "flagged", ("declined", admin.EmptyFieldListFilter)]
+    list_display = ["__str__", "experiment", "external_id", "method", "started", "finished", "declined", "flagged",
+                    "pilot"]
+    list_filter = ["experiment", "flagged", "pilot", ("declined", admin.EmptyFieldListFilter)]
     search_fields = ["external_id", "token"]
 
 

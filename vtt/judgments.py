@@ -3,7 +3,7 @@
 `read_judgments_csv` reads the platform's export, or any CSV with the columns
 ``rater, image, method, chose_generated`` and optionally ``trial_kind``,
 ``class_index``, ``counted``, ``experiment``, ``position``, ``exposure_ms``,
-``focus_lost``; a problem is a `JudgmentsError` naming the line and column.
+``focus_lost``, ``pilot``; a problem is a `JudgmentsError` naming the line and column.
 `experiment_judgments` reads an experiment's answered trials, `experiment_methods`
 its methods' roles and provenance, `rater_labels` what a report calls its raters.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import gc
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
@@ -33,7 +33,8 @@ from .models import Method, Rater
 SCORED, CATCH, PRACTICE = 0, 1, 2
 KINDS = {"scored": SCORED, "catch": CATCH, "practice": PRACTICE}
 REQUIRED_COLUMNS = ("rater", "image", "method", "chose_generated")
-OPTIONAL_COLUMNS = ("trial_kind", "class_index", "counted", "experiment", "position", "exposure_ms", "focus_lost")
+OPTIONAL_COLUMNS = ("trial_kind", "class_index", "counted", "experiment", "position", "exposure_ms", "focus_lost",
+                    "pilot")
 _TRUE, _FALSE = {"1", "true", "True", "TRUE"}, {"0", "false", "False", "FALSE"}
 # Rows per piece of a plain CSV split at once: bounds the memory of the split fields.
 _CHUNK_ROWS = 100_000
@@ -53,7 +54,9 @@ class Judgments:
     trial's place in its rater's session (-1 unknown: the order of the rows then
     stands for it), ``exposure`` how long the pair was shown in ms (-1: untimed or
     unknown), ``focus_lost`` 1 when the page lost focus during the trial (0 no, -1
-    unknown); ``timing`` is the experiment's (``fixed`` or ``staircase``), None when
+    unknown), ``pilot`` True for a trial of a rater who started during the
+    experiment's pilot (all False when not known: a CSV without the column);
+    ``timing`` is the experiment's (``fixed`` or ``staircase``), None when
     not known (a CSV). Labels are sorted, so that the codes (and hence the bootstrap
     draws) do not depend on the order of the trials.
     """
@@ -75,6 +78,7 @@ class Judgments:
     exposure: np.ndarray | None = None
     focus_lost: np.ndarray | None = None
     timing: str | None = None
+    pilot: np.ndarray | None = None
 
     def __post_init__(self):
         n = self.rater.size
@@ -82,6 +86,18 @@ class Judgments:
             values = getattr(self, name)
             object.__setattr__(self, name, np.full(n, -1, dtype=dtype) if values is None
                                else np.asarray(values, dtype=dtype))
+        object.__setattr__(self, "pilot", np.zeros(n, dtype=bool) if self.pilot is None
+                           else np.asarray(self.pilot, dtype=bool))
+
+    def without_pilot(self) -> "Judgments":
+        """The same judgments without the trials of pilot raters; labels are kept (a method or image that only
+        the pilot judged keeps its label, with no trial)."""
+        keep = ~self.pilot
+        if keep.all():
+            return self
+        arrays = ("rater", "image", "method", "kind", "answer", "class_index", "counted", "position", "exposure",
+                  "focus_lost", "pilot")
+        return replace(self, **{name: getattr(self, name)[keep] for name in arrays})
 
     def __len__(self) -> int:
         return self.rater.size
@@ -284,7 +300,8 @@ def read_judgments_csv(path: str | Path) -> Judgments:
     ``position`` (the trial's place in the rater's session; without it the rows
     are taken in file order), ``exposure_ms`` (how long the pair was shown, blank
     if untimed) and ``focus_lost`` (1 when the rater looked away, blank if
-    unknown). Other columns are ignored; the ``flagged`` column of the export is
+    unknown), ``pilot`` (1 for a trial of a rater who started during the pilot;
+    without the column no rater is pilot). Other columns are ignored; the ``flagged`` column of the export is
     too, as flags are recomputed from the catch trials. Raises `JudgmentsError`
     naming the line and column of the first problem.
     """
@@ -330,6 +347,7 @@ def _judgments(path: Path, data: dict[str, list]) -> Judgments:
     exposure = _mapped(path, "exposure_ms", data["exposure_ms"], _exposure) if "exposure_ms" in data else None
     focus_lost = (_mapped(path, "focus_lost", data["focus_lost"], lambda t: _flag(t, blank=-1))
                   if "focus_lost" in data else None)
+    pilot = _mapped(path, "pilot", data["pilot"], lambda t: _flag(t, blank=0)) != 0 if "pilot" in data else None
     experiment = None
     if "experiment" in data:
         slugs = sorted(map(_text, set(data["experiment"])))
@@ -342,7 +360,7 @@ def _judgments(path: Path, data: dict[str, list]) -> Judgments:
         image_labels=codes["image"][1], method=codes["method"][0], method_labels=codes["method"][1],
         kind=kind.astype(np.int8), answer=answer.astype(np.int8), class_index=class_index.astype(np.int64),
         counted=counted.astype(bool), source=f"CSV file {name}", title=experiment or name, experiment=experiment,
-        position=position, exposure=exposure, focus_lost=focus_lost,
+        position=position, exposure=exposure, focus_lost=focus_lost, pilot=pilot,
     )
 
 
@@ -381,7 +399,7 @@ def experiment_judgments(experiment) -> tuple[Judgments, dict]:
             class_index=columns["class_index"], counted=columns["counted"].astype(bool),
             source=f"experiment {experiment.slug}", title=experiment.title, experiment=experiment.slug,
             position=columns["position"], exposure=columns["exposure_ms"], focus_lost=columns["focus_lost"],
-            timing=str(experiment.timing),
+            timing=str(experiment.timing), pilot=columns["pilot"],
         )
     return judgments, read["left_out"]
 

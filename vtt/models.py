@@ -31,7 +31,9 @@ def new_completion_code() -> str:
 class Experiment(models.Model):
     class State(models.TextChoices):
         DRAFT = "draft", "draft (being prepared)"
+        PILOT = "pilot", "pilot (open to a capped number of raters, whose answers are kept apart)"
         OPEN = "open", "open to raters"
+        PAUSED = "paused", "paused (no new raters; those who started may finish)"
         CLOSED = "closed", "closed"
 
     class Design(models.TextChoices):
@@ -149,6 +151,23 @@ class Experiment(models.Model):
         default=10, validators=[MinValueValidator(1)],
         help_text="Stopping rule: at most this many looks; after the last one the rule no longer stops the "
         "experiment.",
+    )
+    pilot_raters = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1)],
+        help_text="Pilot: at most this many raters start while the experiment is in pilot; their answers are "
+        "marked pilot and left out of the main report unless asked for.",
+    )
+    # The bonus rule of the pay sheet (vtt.payments): a fixed bonus per participant who completed the study,
+    # was not flagged, and reached the catch-trial accuracy below.
+    bonus_amount = models.DecimalField(
+        max_digits=6, decimal_places=2, default=0, validators=[MinValueValidator(0), MaxValueValidator(50)],
+        help_text="Pay sheet: bonus per participant who completed and was not flagged, in the panel's currency "
+        "(0 to 50; 0: no bonus).",
+    )
+    bonus_min_catch_accuracy = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Pay sheet: the bonus goes only to participants whose catch-trial accuracy is at least this "
+        "(0 to 1; 0: any).",
     )
     created = models.DateTimeField(auto_now_add=True)
 
@@ -305,6 +324,10 @@ class Rater(models.Model):
     )
     finished = models.DateTimeField(null=True, blank=True)
     flagged = models.BooleanField(default=False, help_text="Failed too many catch trials.")
+    pilot = models.BooleanField(
+        default=False, help_text="Started while the experiment was in pilot: left out of the main report unless "
+        "asked for.",
+    )
 
     class Meta:
         ordering = ["experiment", "started"]

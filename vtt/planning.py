@@ -87,6 +87,8 @@ def kept_judgments(judgments, report: dict) -> dict:
             kept = kept & ~flagged[j.rater]
     if settings.get("exclude_looked_away"):
         kept = kept & ~(j.focus_lost == 1)
+    if not settings.get("include_pilot", False):  # pilot raters are left out unless the report kept them
+        kept = kept & ~j.pilot
     out = {"y": j.answer[kept].astype(np.float64), "image": j.image_labels[j.image[kept]].astype(str),
            "rater": j.rater_labels[j.rater[kept]].astype(str), "method": j.method_labels[j.method[kept]].astype(str)}
     for row in report["methods"]:
@@ -263,16 +265,20 @@ def _line(entry, target, images) -> str:
 _STATUS_CACHE: dict = {}
 
 
-def _look_raters(experiment):
+def _look_raters(experiment, include_pilot: bool = False):
+    """The finished raters in the order they finished; the pilot's only with ``include_pilot`` (the looks are
+    the main study's, as its report is)."""
     from .models import Rater
 
-    return list(Rater.objects.filter(experiment=experiment, finished__isnull=False, declined__isnull=True)
-                .order_by("finished", "id").values_list("token", flat=True))
+    raters = Rater.objects.filter(experiment=experiment, finished__isnull=False, declined__isnull=True)
+    if not include_pilot:
+        raters = raters.filter(pilot=False)
+    return list(raters.order_by("finished", "id").values_list("token", flat=True))
 
 
 def _subset(judgments, keep):
     fields = ("rater", "image", "method", "kind", "answer", "class_index", "counted", "position", "exposure",
-              "focus_lost")
+              "focus_lost", "pilot")
     return dataclasses.replace(judgments, **{f: getattr(judgments, f)[keep] for f in fields})
 
 
@@ -289,7 +295,7 @@ def precision_status(experiment, report: dict | None = None) -> dict:
     ``final`` (the last scheduled look has been taken) and ``message``, one sentence for a page.
 
     `report` (optional) gives the exclusion settings of the report being shown (flagged raters, looked-away
-    trials); by default those of `vtt.report.experiment_report`.
+    trials, pilot raters); by default those of `vtt.report.experiment_report`.
     """
     target, every, most = experiment.precision_target, experiment.look_every, experiment.max_looks
     if target is None or not every:
@@ -298,7 +304,8 @@ def precision_status(experiment, report: dict | None = None) -> dict:
     include_flagged = bool(settings.get("include_flagged", False))
     away = bool(settings.get("exclude_looked_away", False))
     max_fail = settings.get("max_fail_rate", experiment.catch_fail_threshold)
-    finished = _look_raters(experiment)
+    include_pilot = bool(settings.get("include_pilot", False))
+    finished = _look_raters(experiment, include_pilot)
     look = min(len(finished) // every, most)
     status = {"enabled": True, "target": float(target), "look_every": every, "max_looks": most,
               "confidence": LOOK_CONFIDENCE, "level": f"{LOOK_CONFIDENCE:.0%}", "n_finished": len(finished),
@@ -310,13 +317,15 @@ def precision_status(experiment, report: dict | None = None) -> dict:
                              f"target +-{target:g} points")
         return status
     raters = tuple(finished[:look * every])
-    key = (experiment.pk, look, raters[-1], len(raters), float(target), include_flagged, away, float(max_fail))
+    key = (experiment.pk, look, raters[-1], len(raters), float(target), include_flagged, away, float(max_fail),
+           include_pilot)
     if key not in _STATUS_CACHE:
         judgments, _ = reading.experiment_judgments(experiment)
         keep = np.isin(judgments.rater_labels[judgments.rater], np.asarray(raters, dtype=str))
         at_look = report_module.build_report(
             _subset(judgments, keep), methods=reading.experiment_methods(experiment), confidence=LOOK_CONFIDENCE,
-            include_flagged=include_flagged, max_fail_rate=max_fail, exclude_looked_away=away)
+            include_flagged=include_flagged, max_fail_rate=max_fail, exclude_looked_away=away,
+            include_pilot=include_pilot)
         methods = []
         for row in at_look["methods"]:
             half = _pts(_half(row))

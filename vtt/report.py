@@ -335,7 +335,7 @@ def build_report(judgments: Judgments, *, methods: dict[str, dict] | None = None
                  compare_method: str = DEFAULT_COMPARE_METHOD, include_flagged: bool = False,
                  max_fail_rate: float = DEFAULT_MAX_FAIL_RATE, left_out: dict | None = None,
                  published: bool = False, rater_names: dict[str, str] | None = None,
-                 exclude_looked_away: bool = False) -> dict:
+                 exclude_looked_away: bool = False, include_pilot: bool = False) -> dict:
     """Score every method, compare every pair, and describe raters, classes and what was left out.
 
     ``methods`` maps a method name to its ``role`` (tested, calibration or catch) and
@@ -345,7 +345,13 @@ def build_report(judgments: Judgments, *, methods: dict[str, dict] | None = None
     judgments. ``exclude_looked_away`` leaves out the scored trials during which
     the page lost focus (``focus_lost``), from the VTT and the thresholds alike;
     ``left_out["looked_away"]`` counts them (those of raters already left out as
-    flagged aside). Raises ValueError (from `evaluation`) for invalid settings.
+    flagged aside). The trials of pilot raters (``judgments.pilot``: raters who
+    started while the experiment was in pilot) are left out of everything, raters
+    and flags included, unless ``include_pilot``; ``left_out["pilot_raters"]`` and
+    ``left_out["pilot_judgments"]`` (their answered, counted scored trials) count
+    them, and ``report["pilot"]`` says so whether they were left out or not. The
+    ``left_out`` counts given by the caller (practice, unanswered, not counted) are
+    over all raters, pilot included. Raises ValueError (from `evaluation`) for invalid settings.
     The warnings of `evaluation` (degenerate intervals, few clusters) become the
     report's ``notes``, each prefixed with the method, pair or step it is about.
 
@@ -360,11 +366,17 @@ def build_report(judgments: Judgments, *, methods: dict[str, dict] | None = None
         return _build_report(judgments, methods=methods, ci_method=ci_method, confidence=confidence, n_boot=n_boot,
                              seed=seed, compare_method=compare_method, include_flagged=include_flagged,
                              max_fail_rate=max_fail_rate, left_out=left_out, published=published,
-                             rater_names=rater_names, exclude_looked_away=exclude_looked_away)
+                             rater_names=rater_names, exclude_looked_away=exclude_looked_away,
+                             include_pilot=include_pilot)
 
 
 def _build_report(j: Judgments, *, methods, ci_method, confidence, n_boot, seed, compare_method, include_flagged,
-                  max_fail_rate, left_out, published, rater_names, exclude_looked_away) -> dict:
+                  max_fail_rate, left_out, published, rater_names, exclude_looked_away, include_pilot) -> dict:
+    pilot_scored = (j.answer >= 0) & (j.kind == SCORED) & j.counted & j.pilot
+    pilot = {"n_raters": _n_distinct(j.rater[j.pilot], j.rater_labels.size), "n_judgments": int(pilot_scored.sum()),
+             "excluded": not include_pilot}
+    if not include_pilot:
+        j = j.without_pilot()
     answered = j.answer >= 0
     catch = answered & (j.kind == CATCH)
     scored = answered & (j.kind == SCORED) & j.counted
@@ -401,6 +413,7 @@ def _build_report(j: Judgments, *, methods, ci_method, confidence, n_boot, seed,
         "title": j.title, "estimand": ESTIMAND, "experiment": j.experiment, "source": j.source,
         "settings": {"ci_method": ci_method, "confidence": confidence, "n_boot": n_boot, "seed": seed,
                      "compare_method": compare_method, "include_flagged": include_flagged,
+                     "include_pilot": include_pilot,
                      "max_fail_rate": float(max_fail_rate), "exclude_looked_away": exclude_looked_away},
         "n_judgments": int(kept.sum()), "n_images": _n_distinct(j.image[kept], j.image_labels.size),
         "n_raters": _n_distinct(j.rater[kept], j.rater_labels.size),
@@ -408,7 +421,11 @@ def _build_report(j: Judgments, *, methods, ci_method, confidence, n_boot, seed,
         "classes": _class_section(j, kept, [r["method"] for r in rows]),
         "left_out": {**left, "flagged_raters": raters["n_excluded_raters"],
                      "judgments_of_flagged_raters": raters["n_excluded_judgments"],
-                     "looked_away": int(looked_away_kept.sum()) if exclude_looked_away else 0},
+                     "looked_away": int(looked_away_kept.sum()) if exclude_looked_away else 0,
+                     "pilot_raters": 0 if include_pilot else pilot["n_raters"],
+                     "pilot_judgments": 0 if include_pilot else pilot["n_judgments"]},
+        # The pilot's raters and scored judgments, left out or not.
+        "pilot": pilot,
         # Scored judgments (of the raters kept) during which the page lost focus, left out or not.
         "looked_away": {"n_judgments": int(looked_away_kept.sum()), "excluded": exclude_looked_away},
         "staircase": stairs,
@@ -463,8 +480,9 @@ def to_json(report: dict) -> str:
 def experiment_report(experiment, *, include_flagged: bool = False, ci_method: str = DEFAULT_CI_METHOD,
                       confidence: float = DEFAULT_CONFIDENCE, n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED,
                       compare_method: str = DEFAULT_COMPARE_METHOD, max_fail_rate: float | None = None,
-                      published: bool = False, exclude_looked_away: bool = False) -> dict:
-    """The report of an experiment from the database; flags use its ``catch_fail_threshold``."""
+                      published: bool = False, exclude_looked_away: bool = False, include_pilot: bool = False) -> dict:
+    """The report of an experiment from the database; flags use its ``catch_fail_threshold``; pilot raters are
+    left out unless ``include_pilot``."""
     judgments, left_out = experiment_judgments(experiment)
     if max_fail_rate is None:
         max_fail_rate = experiment.catch_fail_threshold
@@ -472,7 +490,7 @@ def experiment_report(experiment, *, include_flagged: bool = False, ci_method: s
         judgments, methods=experiment_methods(experiment), ci_method=ci_method, confidence=confidence,
         n_boot=n_boot, seed=seed, compare_method=compare_method, include_flagged=include_flagged,
         max_fail_rate=max_fail_rate, left_out=left_out, published=published, rater_names=rater_labels(experiment),
-        exclude_looked_away=exclude_looked_away,
+        exclude_looked_away=exclude_looked_away, include_pilot=include_pilot,
     )
 
 

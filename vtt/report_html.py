@@ -24,7 +24,7 @@ def html_context(report: dict) -> dict:
     Keys of ``vtt_report``: ``title``, ``source``, ``settings`` (with ``level``, e.g.
     "95%"), ``figure`` (safe SVG), ``methods`` and ``controls`` (rows with
     formatted ``vtt_text``, ``interval_text``, ``alpha_text``), ``comparisons``,
-    ``raters`` (with ``flagged_rows``), ``left_out``, ``looked_away``, ``staircase``
+    ``raters`` (with ``flagged_rows``), ``left_out``, ``looked_away``, ``pilot``, ``staircase``
     (None without adaptive exposures; the method rows then have ``threshold_text`` and
     ``threshold_interval_text``), ``classes``, ``provenance``, ``published`` (or None)
     and ``notes``; the report dict itself is ``data``.
@@ -87,7 +87,7 @@ def html_context(report: dict) -> dict:
                                        for c in raters["catch_by_method"]]},
         "left_out": report["left_out"], "classes": {"methods": classes["methods"], "rows": class_rows},
         "provenance": provenance, "published": published, "notes": report["notes"],
-        "looked_away": report["looked_away"], "staircase": report["staircase"],
+        "looked_away": report["looked_away"], "pilot": report.get("pilot"), "staircase": report["staircase"],
     }}
 
 

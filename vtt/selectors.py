@@ -1,6 +1,7 @@
 """Reads: what the dashboard and the report need, as plain rows (the report's judgments as numpy columns)."""
 from __future__ import annotations
 
+import math
 from operator import itemgetter
 from statistics import median
 
@@ -10,6 +11,7 @@ from django.db.models import Case, Count, F, Max, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from .exports import Outcome, rater_outcome
 from .models import Colorization, Experiment, ExperimentImage, Method, Rater, Slot, Trial
 
 
@@ -21,7 +23,8 @@ def judgment_columns(*, experiment: Experiment, kinds: tuple[str, ...] = (Trial.
     per trial: ``rater``, ``image`` (the experiment image) and ``method`` as database
     ids, ``kind`` (the trial kind's text), ``chose_generated`` (1 or 0),
     ``class_index`` (-1 unknown), ``counted``, ``position``, ``exposure_ms`` (-1
-    untimed), ``focus_lost`` (1, 0, -1 unknown). ``labels`` maps each of ``rater``,
+    untimed), ``focus_lost`` (1, 0, -1 unknown), ``pilot`` (True for a trial of a
+    rater who started during the pilot; from the raters' ids, no join per trial). ``labels`` maps each of ``rater``,
     ``image``, ``method`` from id to its token, source path or name. ``left_out``
     counts the trials of the experiment that are not judgments: ``practice``,
     ``unanswered`` (not practice) and ``not_counted`` (late scored answers). Scored
@@ -65,6 +68,8 @@ def judgment_columns(*, experiment: Experiment, kinds: tuple[str, ...] = (Trial.
     image_ids = np.array([image for image, _, _ in images], dtype=np.int64)
     classes = np.array([class_index for _, _, class_index in images], dtype=np.int64)
     columns["class_index"] = classes[np.searchsorted(image_ids, columns["image"])]
+    pilot_ids = list(Rater.objects.filter(experiment=experiment, pilot=True).values_list("id", flat=True))
+    columns["pilot"] = np.isin(columns["rater"], np.array(pilot_ids, dtype=np.int64))
     labels = {
         "rater": dict(Rater.objects.filter(experiment=experiment).values_list("id", "token")),
         "image": {image: path for image, path, _ in images},
@@ -120,6 +125,8 @@ def experiment_summary(*, experiment: Experiment) -> dict:
     """Live progress: pairs complete, raters started, active, finished, flagged and declined, catch failures.
 
     A rater who declined consent is counted in ``raters_declined`` only, never as started or active.
+    ``time_on_task``: the median time of the raters who finished and the Prolific estimated completion time it
+    suggests (`time_on_task`).
     """
     k = experiment.raters_per_pair
     pairs = Slot.objects.filter(experiment=experiment).values("colorization_id").annotate(
@@ -150,6 +157,67 @@ def experiment_summary(*, experiment: Experiment) -> dict:
         "catch_answered": catch.count(),
         "catch_failed": failed,
         **{f"raters_{key[2:]}": value for key, value in raters.items()},
+        "time_on_task": time_on_task(experiment=experiment),
+    }
+
+
+def rater_times(*, experiment: Experiment) -> list[dict]:
+    """Time on task per rater who consented, in order of starting: one query.
+
+    Keys: ``rater_id``, ``rater`` (the panel id, or the token's first 8 characters),
+    ``outcome`` (`vtt.exports.rater_outcome`), ``pilot``, ``seconds``: ``finished -
+    started`` for a finished session; for one in progress, the last answer's time -
+    ``started`` (the time spent so far, as far as the server saw it), None before any
+    answer. Both ends are the server's clock, so a rater's browser clock plays no part.
+    Raters who declined consent spent no time on the task and are left out.
+    """
+    rows = (
+        Rater.objects.filter(experiment=experiment, declined__isnull=True)
+        .annotate(last_answer=Max("trials__answered"))
+        .order_by("started", "id")
+        .values_list("id", "token", "external_id", "started", "finished", "flagged", "pilot", "last_answer")
+    )
+    times = []
+    for rater_id, token, external_id, started, finished, flagged, pilot, last_answer in rows:
+        end = finished or last_answer
+        times.append({
+            "rater_id": rater_id, "rater": external_id or token[:8], "pilot": pilot,
+            "outcome": rater_outcome(declined=None, finished=finished, flagged=flagged),
+            "seconds": max((end - started).total_seconds(), 0.0) if end is not None else None,
+        })
+    return times
+
+
+# The percentile of completed raters' times that `time_on_task` suggests as Prolific's estimated completion time.
+ESTIMATE_PERCENTILE = 75
+
+
+def time_on_task(*, experiment: Experiment, times: list[dict] | None = None) -> dict:
+    """The time completed raters took, and the estimated completion time it suggests for Prolific.
+
+    Over the raters whose session finished (outcomes ``completed`` and
+    ``completed_flagged``, pilot raters included: a flagged rater still spent the
+    whole session, and the pilot is where the time is first measured; sessions in
+    progress are not over, so their times are too short). Keys: ``n_completed``,
+    ``median_s`` (None without a completed rater) and ``estimate_minutes``: the
+    `ESTIMATE_PERCENTILE`th percentile of those times (numpy's linear interpolation),
+    rounded up to a whole minute, Prolific's unit. Not the median: Prolific pays the
+    reward set for the estimated time, and times out a participant who takes much
+    longer than it, so an estimate at the median would underpay, and risk timing out,
+    half of the participants; at the 75th percentile three in four finish within the
+    time they are paid for. ``times``: the rows of `rater_times`, when already read.
+    """
+    times = rater_times(experiment=experiment) if times is None else times
+    done = [t["seconds"] for t in times
+            if t["outcome"] in (Outcome.COMPLETED, Outcome.COMPLETED_FLAGGED) and t["seconds"] is not None]
+    if not done:
+        return {"n_completed": 0, "median_s": None, "estimate_minutes": None,
+                "estimate_percentile": ESTIMATE_PERCENTILE}
+    return {
+        "n_completed": len(done),
+        "median_s": float(np.median(done)),
+        "estimate_minutes": max(1, math.ceil(float(np.percentile(done, ESTIMATE_PERCENTILE)) / 60)),
+        "estimate_percentile": ESTIMATE_PERCENTILE,
     }
 
 

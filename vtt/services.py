@@ -40,6 +40,11 @@ becomes the rater's current trial, from the answers of the rater's earlier trial
 the same method (`evaluation.staircase`); practice and catch trials are shown at the
 start exposure. With fixed timing it is the experiment's ``exposure_ms``.
 
+The life of a study (draft, pilot, open, paused, closed) is described at `TRANSITIONS`;
+`rater_start` says who is admitted in each state. Pilot raters (``Rater.pilot``) take
+places like any rater while the pilot runs; opening the study frees them, so the main
+study's pairs get their K answers from its own raters.
+
 A rater's session is planned when they start (`Rater.plan`): the practice trials
 first, then ``trials_per_rater`` trials, of which round(rate x trials) are catch
 trials at random positions; the real image's side is a shuffled, balanced sequence over the
@@ -85,32 +90,113 @@ class TrialRejected(Exception):
 # --- experiments -------------------------------------------------------------------------
 
 
-def experiment_open(*, experiment: Experiment) -> int:
-    """Create the missing slots of every rated pair and open the experiment; returns slots created."""
-    with transaction.atomic():
-        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
-        if experiment.catch_trial_rate > 0 and not experiment.methods.filter(role=Method.Role.CATCH).exists():
-            raise TrialRejected(
-                f"experiment {experiment.slug!r} asks for catch trials (rate {experiment.catch_trial_rate}) but has "
-                "no catch method: generate the 'grayscale' control, or set the catch-trial rate to 0"
-            )
-        if not experiment.methods.filter(role__in=SCORED_ROLES).exists():
-            raise TrialRejected(f"experiment {experiment.slug!r} has no method to rate")
-        same = (
-            Colorization.objects.filter(identical(), method__experiment=experiment, method__role__in=SCORED_ROLES)
-            .values("method__name").annotate(n=Count("id")).order_by("method__name")
+# The life of a study. Each transition is a service that locks the experiment's row, checks, writes, in one
+# transaction; a refused one raises TrialRejected and writes nothing.
+#   draft -> pilot, open, closed   (a draft that will never run can be closed)
+#   pilot -> open, closed          (not paused: paused does not remember that it was a pilot, and a pilot is already
+#                                   capped by ``pilot_raters``; close the pilot, or open the study)
+#   open -> paused, closed
+#   paused -> open, closed
+#   closed -> nothing: final. Its raters were sent back to their panel and its report is the study's; more answers
+#                       belong in a new experiment.
+# Nothing goes back to draft: raters in the middle of a session would be stopped, and the settings can be edited in
+# any state anyway.
+TRANSITIONS = {
+    Experiment.State.DRAFT: (Experiment.State.PILOT, Experiment.State.OPEN, Experiment.State.CLOSED),
+    Experiment.State.PILOT: (Experiment.State.OPEN, Experiment.State.CLOSED),
+    Experiment.State.OPEN: (Experiment.State.PAUSED, Experiment.State.CLOSED),
+    Experiment.State.PAUSED: (Experiment.State.OPEN, Experiment.State.CLOSED),
+    Experiment.State.CLOSED: (),
+}
+# States in which raters who started go on (new ones: pilot and open only, see `rater_start`).
+RUNNING = (Experiment.State.PILOT, Experiment.State.OPEN, Experiment.State.PAUSED)
+
+
+def _transition(experiment: Experiment, to: str) -> Experiment:
+    """The experiment's row, locked, once the move from its current state to ``to`` is known to be allowed."""
+    experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    if to not in TRANSITIONS[experiment.state]:
+        allowed = ", ".join(TRANSITIONS[experiment.state]) or "none: a closed experiment is final"
+        raise TrialRejected(
+            f"experiment {experiment.slug!r} is {experiment.state}: it cannot be set to {to} "
+            f"(from {experiment.state}: {allowed})", status=409,
         )
-        if same:
-            named = ", ".join(f"{row['method__name']!r} ({row['n']} images)" for row in same)
-            raise TrialRejected(
-                f"experiment {experiment.slug!r}: {named} would show pairs of two identical images (the "
-                "colorization's file is the real image's, byte for byte), which tell a rater nothing; the engine "
-                "never shows them. Delete the method (the ground_truth control is such a method) or regenerate it."
-            )
+    return experiment
+
+
+def _check_ready(experiment: Experiment) -> None:
+    """What raters need before any starts: a catch method if catch trials are asked for, pairs to rate, none of
+    two identical images."""
+    if experiment.catch_trial_rate > 0 and not experiment.methods.filter(role=Method.Role.CATCH).exists():
+        raise TrialRejected(
+            f"experiment {experiment.slug!r} asks for catch trials (rate {experiment.catch_trial_rate}) but has "
+            "no catch method: generate the 'grayscale' control, or set the catch-trial rate to 0"
+        )
+    if not experiment.methods.filter(role__in=SCORED_ROLES).exists():
+        raise TrialRejected(f"experiment {experiment.slug!r} has no method to rate")
+    same = (
+        Colorization.objects.filter(identical(), method__experiment=experiment, method__role__in=SCORED_ROLES)
+        .values("method__name").annotate(n=Count("id")).order_by("method__name")
+    )
+    if same:
+        named = ", ".join(f"{row['method__name']!r} ({row['n']} images)" for row in same)
+        raise TrialRejected(
+            f"experiment {experiment.slug!r}: {named} would show pairs of two identical images (the "
+            "colorization's file is the real image's, byte for byte), which tell a rater nothing; the engine "
+            "never shows them. Delete the method (the ground_truth control is such a method) or regenerate it."
+        )
+    if not Colorization.objects.filter(method__experiment=experiment, method__role__in=SCORED_ROLES).exists():
+        raise TrialRejected(
+            f"experiment {experiment.slug!r} has no pairs to rate: generate them with "
+            f"`manage.py generate_pairs --experiment {experiment.slug}`"
+        )
+
+
+def experiment_open(*, experiment: Experiment) -> int:
+    """Open the experiment to raters (from draft, pilot or paused); returns the places (slots) created.
+
+    Creates the missing slots of every rated pair. Coming from a pilot, the places that
+    pilot raters filled or leased are freed (`_release_pilot`): the pilot's answers are
+    kept, marked pilot, but every pair still gets its K answers from the main study.
+    """
+    with transaction.atomic():
+        experiment = _transition(experiment, Experiment.State.OPEN)
+        _check_ready(experiment)
         created = slots_sync(experiment=experiment)
+        _release_pilot(experiment)
         experiment.state = Experiment.State.OPEN
         experiment.save(update_fields=["state"])
         return created
+
+
+def experiment_pilot(*, experiment: Experiment) -> int:
+    """Open a draft to a pilot: the same checks and places as `experiment_open`, at most ``pilot_raters`` raters,
+    each marked pilot (`rater_start`); returns the places created."""
+    with transaction.atomic():
+        experiment = _transition(experiment, Experiment.State.PILOT)
+        _check_ready(experiment)
+        created = slots_sync(experiment=experiment)
+        experiment.state = Experiment.State.PILOT
+        experiment.save(update_fields=["state"])
+        return created
+
+
+def experiment_pause(*, experiment: Experiment) -> None:
+    """Pause an open experiment: no new rater starts; those who started may finish (their trials go on)."""
+    with transaction.atomic():
+        experiment = _transition(experiment, Experiment.State.PAUSED)
+        experiment.state = Experiment.State.PAUSED
+        experiment.save(update_fields=["state"])
+
+
+def _release_pilot(experiment: Experiment) -> int:
+    """Free the places that pilot raters' trials hold (filled or leased), so that the main study fills them.
+
+    Their trials keep their answers and ``counted`` as they were (the pilot's report
+    reads them); a pilot rater still in a session gets no scored trial any more (`_assign`).
+    """
+    return Slot.objects.filter(experiment=experiment, trial__rater__pilot=True).update(
+        trial=None, filled=False, lease_expires=None)
 
 
 def slots_sync(*, experiment: Experiment) -> int:
@@ -137,7 +223,81 @@ def slots_sync(*, experiment: Experiment) -> int:
 
 
 def experiment_close(*, experiment: Experiment) -> None:
-    Experiment.objects.filter(pk=experiment.pk).update(state=Experiment.State.CLOSED)
+    """Close the experiment (from any state but closed): no rater starts, answers or gets a trial any more."""
+    with transaction.atomic():
+        experiment = _transition(experiment, Experiment.State.CLOSED)
+        experiment.state = Experiment.State.CLOSED
+        experiment.save(update_fields=["state"])
+
+
+# The settings a person sets (the admin's editable fields, `manage.py experiment create|configure`): every
+# editable field but the state (set by the transitions above) and what describes the images (``split``,
+# ``image_size``, ``preprocessing``: set by generate_pairs, read-only in the admin).
+NOT_SETTINGS = ("id", "state", "split", "image_size", "preprocessing")
+
+
+def experiment_settings() -> list:
+    """The model fields of `Experiment` that are its settings (see NOT_SETTINGS), in the model's order."""
+    return [f for f in Experiment._meta.concrete_fields if f.editable and f.name not in NOT_SETTINGS]
+
+
+def experiment_create(*, slug: str, **values) -> Experiment:
+    """A new draft experiment with ``values`` (settings by field name), validated by ``full_clean`` first.
+
+    Raises Django's ValidationError (every field's problems at once) and writes nothing when a value is invalid,
+    the slug is taken, or a setting is unknown.
+    """
+    _known(values)
+    experiment = Experiment(slug=slug, **values)
+    experiment.full_clean()
+    with transaction.atomic():
+        experiment.save()
+    return experiment
+
+
+def experiment_configure(*, experiment: Experiment, **values) -> Experiment:
+    """Change the settings ``values`` of an experiment, validated by ``full_clean``, in one transaction.
+
+    A running experiment (pilot, open, paused) whose ``raters_per_pair`` grows gets the new places at once
+    (`slots_sync`); lowering it once places exist is refused (TrialRejected), like `slots_sync`. Any error
+    writes nothing.
+    """
+    _known(values)
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+        for name, value in values.items():
+            setattr(experiment, name, value)
+        experiment.full_clean()
+        experiment.save()
+        if experiment.state in RUNNING and "raters_per_pair" in values:
+            slots_sync(experiment=experiment)
+    return experiment
+
+
+def _known(values: dict) -> None:
+    from django.core.exceptions import ValidationError
+
+    names = {f.name for f in experiment_settings()}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValidationError({name: f"not a setting of an experiment (settings: {', '.join(sorted(names))})"
+                               for name in unknown})
+
+
+# The service of each state a person can ask for (the dashboard, `manage.py experiment`).
+SET_STATE = {
+    Experiment.State.PILOT: experiment_pilot,
+    Experiment.State.OPEN: experiment_open,
+    Experiment.State.PAUSED: experiment_pause,
+    Experiment.State.CLOSED: experiment_close,
+}
+
+
+def experiment_set_state(*, experiment: Experiment, state: str):
+    """Move the experiment to ``state`` by its service; an unknown state or a refused move writes nothing."""
+    if state not in SET_STATE:
+        raise TrialRejected(f"no such state {state!r}: one of {', '.join(SET_STATE)}")
+    return SET_STATE[state](experiment=experiment)
 
 
 # --- raters ------------------------------------------------------------------------------
@@ -240,8 +400,17 @@ def rater_start(
 
     A phone or tablet is refused (403) when the experiment excludes them; a panel
     participant who declined consent cannot start.
+
+    Admission by state: open admits anyone; pilot admits at most ``pilot_raters``
+    raters (those who started and did not decline), each marked ``pilot``, then
+    refuses with "the pilot is full" (403); paused admits only a panel participant
+    who comes back (those who started may finish), draft and closed nobody. A new
+    rater is created under a lock on the experiment's row (``FOR NO KEY UPDATE``:
+    it waits for the transitions, which lock the row too, and for other starts, not
+    for the foreign-key checks of other inserts), so the pilot's cap holds under
+    concurrent starts and no one is admitted by a state already changed.
     """
-    if experiment.state != Experiment.State.OPEN:
+    if experiment.state not in RUNNING:
         raise TrialRejected("this experiment is not open", status=403)
     viewing = clean_viewing(viewing)
     with transaction.atomic():
@@ -251,6 +420,17 @@ def rater_start(
                 if rater.declined is not None:
                     raise TrialRejected("you chose not to take part in this study", status=403)
                 return rater
+        experiment = Experiment.objects.select_for_update(no_key=True).get(pk=experiment.pk)
+        if experiment.state == Experiment.State.PAUSED:
+            raise TrialRejected("This study is paused: it takes no new participants for now. Please try again later.",
+                                status=403)
+        if experiment.state not in RUNNING:
+            raise TrialRejected("this experiment is not open", status=403)
+        pilot = experiment.state == Experiment.State.PILOT
+        if pilot and Rater.objects.filter(experiment=experiment, pilot=True, declined__isnull=True).count() \
+                >= experiment.pilot_raters:
+            raise TrialRejected("The pilot of this study is full: it takes no more participants for now.",
+                                status=403)
         if not experiment.allow_mobile and is_mobile(user_agent, viewing):
             raise TrialRejected(
                 "This study needs a desktop or laptop computer: it cannot be taken on a phone or tablet.", status=403
@@ -264,6 +444,7 @@ def rater_start(
             viewing=viewing,
             plan=_plan(experiment),
             method=_single_method(experiment) if experiment.design == Experiment.Design.SINGLE else None,
+            pilot=pilot,
         )
         return rater
 
@@ -276,8 +457,10 @@ def rater_decline(
 
     ``rater`` is the browser's current rater, if any. A rater who has already been
     handed a trial cannot decline any more (409); declining twice changes nothing.
+    Taken in pilot, open or paused (a decline takes no place); a person who declines
+    during the pilot is marked pilot, like the raters of the pilot.
     """
-    if experiment.state != Experiment.State.OPEN:
+    if experiment.state not in RUNNING:
         raise TrialRejected("this experiment is not open", status=403)
     with transaction.atomic():
         if rater is None and external_id:
@@ -294,6 +477,7 @@ def rater_decline(
         return Rater.objects.create(
             experiment=experiment, external_id=external_id, study_id=study_id, session_id=session_id,
             user_agent=user_agent[:400], viewing=clean_viewing(viewing), plan=[], declined=timezone.now(),
+            pilot=experiment.state == Experiment.State.PILOT,
         )
 
 
@@ -358,6 +542,8 @@ def _assign(rater: Rater, rows: list[dict], position: int, kind: str, side: str,
     seen = [row["colorization__image_id"] for row in rows]
     new = {"rater": rater, "kind": kind, "position": position, "real_side": side}
     if kind == Trial.Kind.SCORED:
+        if rater.pilot and experiment.state != Experiment.State.PILOT:
+            return None  # the pilot is over: its places went back to the main study (`_release_pilot`)
         if rater.method_id:
             method_ids = [rater.method_id]
         else:  # the methods this rater has seen least so far, ties at random
@@ -474,7 +660,7 @@ def trial_next(*, rater: Rater, ahead: int = 1, renew: bool = False) -> list[Sho
     Pending trials are shown again after a reload; with ``renew`` (a page load) their
     leases start again while their slots are still theirs.
     """
-    if rater.experiment.state != Experiment.State.OPEN:
+    if rater.experiment.state not in RUNNING:
         raise TrialRejected("this experiment is not open", status=403)
     with transaction.atomic():
         rater = _locked(rater)
@@ -562,7 +748,7 @@ def trial_answer(
         raise TrialRejected("no such trial in this session", status=404)
     with transaction.atomic():
         rater = _locked(rater)
-        if rater.experiment.state != Experiment.State.OPEN:
+        if rater.experiment.state not in RUNNING:
             raise TrialRejected("this experiment is not open", status=403)
         if rater.declined is not None:
             raise TrialRejected("you chose not to take part in this study", status=403)
@@ -580,7 +766,8 @@ def trial_answer(
         if any(r["answered"] is None and r["position"] < row["position"] for r in rows):
             raise TrialRejected("answer the trials in order", status=409)
         counted = False
-        if row["kind"] == Trial.Kind.SCORED:
+        # A pilot rater answering after the pilot ended fills no place of the main study (kept, not counted).
+        if row["kind"] == Trial.Kind.SCORED and not (rater.pilot and rater.experiment.state != Experiment.State.PILOT):
             counted = _fill(row, row["colorization_id"], rater.experiment, now)
         Trial.objects.filter(pk=row["id"]).update(
             choice=choice, response_ms=response, answered=now, counted=counted, display_px=_pixels(display_px),

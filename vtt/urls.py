@@ -16,7 +16,10 @@ rater_patterns = [
     path("favicon.ico", views.favicon, name="favicon"),
     path("staff/", views.dashboard, name="dashboard"),
     path("staff/e/<slug:slug>/", views.experiment_detail, name="experiment"),
+    path("staff/e/<slug:slug>/state/", views.experiment_state, name="experiment_state"),
     path("staff/e/<slug:slug>/trials.<str:fmt>", views.export, name="export"),
+    path("staff/e/<slug:slug>/pay-sheet.csv", views.pay_sheet, name="pay_sheet"),
+    path("staff/e/<slug:slug>/prolific-<str:kind>.txt", views.prolific_file, name="prolific_file"),
 ]
 
 urlpatterns = [

@@ -11,14 +11,16 @@ import re
 from urllib.parse import quote
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import exports, planning, report, report_html, selectors, services
+from . import exports, payments, planning, report, report_html, selectors, services
 from .models import Experiment, Rater, Trial, pairs_dir
 
 _IMAGE_NAME = re.compile(r"^[0-9a-f]{32}\.jpg$")
@@ -255,7 +257,26 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     summaries = selectors.experiment_summaries()
     for summary in summaries:  # where each pre-registered stopping rule stands at its latest look
         summary["precision"] = planning.precision_status(summary["experiment"])
+        summary["transitions"] = services.TRANSITIONS[summary["experiment"].state]  # its state buttons
     return render(request, "vtt/dashboard.html", {"experiments": summaries})
+
+
+@staff_member_required
+@require_POST
+def experiment_state(request: HttpRequest, slug: str) -> HttpResponse:
+    """Move an experiment to the posted ``state`` (the dashboard's buttons; CSRF-protected, staff only).
+
+    The service checks the move; a refused one changes nothing and comes back as an error message.
+    """
+    experiment = get_object_or_404(Experiment, slug=slug)
+    state = request.POST.get("state", "")
+    try:
+        services.experiment_set_state(experiment=experiment, state=state)
+    except services.TrialRejected as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{experiment.slug} is now {state}")
+    return redirect("vtt:dashboard")
 
 
 @staff_member_required
@@ -280,12 +301,41 @@ def export(request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
     experiment = get_object_or_404(Experiment, slug=slug)
     if fmt not in {"csv", "json"}:
         raise Http404("export formats: csv, json")
+    # Streamed: the rows are read and written a chunk at a time while the response is sent (vtt.exports).
+    rows = exports.trial_rows(experiment=experiment)
     if fmt == "csv":
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{experiment.slug}-trials.csv"'
-        exports.write_csv(exports.trial_rows(experiment=experiment), response)
-        return response
-    rows = list(exports.trial_rows(experiment=experiment))
-    response = JsonResponse({"experiment": experiment.slug, "trials": rows}, json_dumps_params={"indent": 1})
-    response["Content-Disposition"] = f'attachment; filename="{experiment.slug}-trials.json"'
+        response = StreamingHttpResponse(exports.csv_chunks(rows), content_type="text/csv; charset=utf-8")
+    else:
+        response = StreamingHttpResponse(exports.json_chunks(rows, experiment=experiment),
+                                         content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="{experiment.slug}-trials.{fmt}"'
     return response
+
+
+def _download(text: str, content_type: str, filename: str) -> HttpResponse:
+    """A UTF-8 text file sent as an attachment named ``filename`` (the pay sheet and the Prolific files)."""
+    response = HttpResponse(text, content_type=f"{content_type}; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@staff_member_required
+@require_GET
+def pay_sheet(request: HttpRequest, slug: str) -> HttpResponse:
+    """The pay sheet (vtt.payments) as CSV: one row per participant; built whole, as it has one row per person."""
+    experiment = get_object_or_404(Experiment, slug=slug)
+    response = _download("", "text/csv", f"{experiment.slug}-pay-sheet.csv")
+    payments.write_sheet(payments.pay_sheet(experiment=experiment), response)
+    return response
+
+
+@staff_member_required
+@require_GET
+def prolific_file(request: HttpRequest, slug: str, kind: str) -> HttpResponse:
+    """Prolific's bulk approval (``approve``) or bulk bonus (``bonus``) file, as plain text (vtt.payments)."""
+    experiment = get_object_or_404(Experiment, slug=slug)
+    lines = {"approve": payments.approval_lines, "bonus": payments.bonus_lines}.get(kind)
+    if lines is None:
+        raise Http404("Prolific files: approve, bonus")
+    text = "".join(f"{line}\n" for line in lines(payments.pay_sheet(experiment=experiment)))
+    return _download(text, "text/plain", f"{experiment.slug}-prolific-{kind}.txt")

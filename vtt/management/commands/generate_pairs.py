@@ -269,8 +269,8 @@ class Command(BaseCommand):
         try:
             if options["open"] and experiment.state == Experiment.State.DRAFT:
                 services.experiment_open(experiment=experiment)
-            elif experiment.state == Experiment.State.OPEN:
-                services.slots_sync(experiment=experiment)  # new pairs of an open experiment get their K places
+            elif experiment.state in services.RUNNING:
+                services.slots_sync(experiment=experiment)  # new pairs of a running experiment get their K places
         except services.TrialRejected as exc:
             raise CommandError(str(exc)) from None
 
@@ -314,6 +314,11 @@ class Command(BaseCommand):
                 "preprocessing": {**rendering.PREPROCESSING, "size": options["size"]},
             },
         )
+        if not created and not experiment.split and not experiment.images.exists():
+            # Made by `manage.py experiment create` (settings only): its images are the ones named here.
+            experiment.split, experiment.image_size = options["split"], options["size"]
+            experiment.preprocessing = {**rendering.PREPROCESSING, "size": options["size"]}
+            experiment.save(update_fields=["split", "image_size", "preprocessing"])
         if not created and experiment.split != options["split"]:
             raise CommandError(
                 f"experiment {experiment.slug!r} rates images of {experiment.split!r}, not {options['split']!r}"

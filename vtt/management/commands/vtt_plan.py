@@ -122,6 +122,9 @@ class Command(BaseCommand):
                             help="Confidence level of the intervals. Default: 0.95.")
         parser.add_argument("--include-flagged", action="store_true",
                             help="Keep the raters flagged by their catch trials, as vtt_report --include-flagged.")
+        parser.add_argument("--include-pilot", action="store_true",
+                            help="Plan from the pilot raters' judgments too (left out by default, as in vtt_report): "
+                            "to plan a study from its own pilot, give --include-pilot.")
         parser.add_argument("--format", choices=["table", "json"], default="table",
                             help="Output: sentences and a table (default) or JSON.")
 
@@ -160,7 +163,8 @@ class Command(BaseCommand):
 
     def _pilot(self, options, target, price, confidence):
         experiment = None
-        settings = dict(confidence=confidence, include_flagged=options["include_flagged"])
+        settings = dict(confidence=confidence, include_flagged=options["include_flagged"],
+                        include_pilot=options["include_pilot"])
         try:
             if options["experiment"] is not None:
                 experiment = experiments.named(options["experiment"])
@@ -175,6 +179,8 @@ class Command(BaseCommand):
             left = data["left_out"]
             why = (f"all {left['judgments_of_flagged_raters']} come from raters flagged by their catch trials "
                    "(--include-flagged keeps them)" if left.get("judgments_of_flagged_raters")
+                   else f"all {left['pilot_judgments']} come from pilot raters (--include-pilot keeps them)"
+                   if left.get("pilot_judgments")
                    else "none answered yet")
             raise CommandError(f"no scored judgments to plan from: {why}")
         target = experiment.precision_target if target is None and experiment is not None else target

@@ -56,6 +56,11 @@ class Command(BaseCommand):
             help="Keep the raters flagged by their catch trials (by default they and their judgments are left out).",
         )
         parser.add_argument(
+            "--include-pilot", action="store_true",
+            help="Keep the raters who started while the experiment was in pilot (the CSV's pilot column; by default "
+            "they and their judgments are left out, and the report says how many).",
+        )
+        parser.add_argument(
             "--exclude-looked-away", action="store_true",
             help="Leave out the scored trials during which the page lost focus or was hidden (focus_lost), from the "
             "VTT and the thresholds; the report says how many. By default they are kept and counted.",
@@ -87,7 +92,7 @@ class Command(BaseCommand):
             ci_method=options["ci_method"], confidence=options["confidence"], n_boot=options["n_boot"],
             seed=options["seed"], compare_method=options["compare_method"],
             include_flagged=options["include_flagged"], published=options["published"],
-            exclude_looked_away=options["exclude_looked_away"],
+            exclude_looked_away=options["exclude_looked_away"], include_pilot=options["include_pilot"],
         )
         try:
             if options["experiment"] is not None:
@@ -131,6 +136,10 @@ class Command(BaseCommand):
                     f"no scored trials to report: all {left['judgments_of_flagged_raters']} come "
                     f"from {left['flagged_raters']} rater(s) flagged by their catch trials, left out by default "
                     "(--include-flagged keeps them)"))
+            elif left.get("pilot_judgments"):
+                w(self.style.WARNING(
+                    f"no scored trials to report: all {left['pilot_judgments']} come from {left['pilot_raters']} "
+                    "pilot rater(s), left out by default (--include-pilot keeps them)"))
             else:
                 w(self.style.WARNING("no answered scored trials yet"))
             return
@@ -152,6 +161,12 @@ class Command(BaseCommand):
             w(flagged)
             w(f"not scored: {left['practice']} practice, {left['unanswered']} unanswered, "
               f"{left['not_counted']} late (pair already complete), {left['catch']} catch trials (rater quality only)")
+            pilot = data["pilot"]
+            if pilot["n_raters"]:
+                w(f"pilot: left out {left['pilot_raters']} pilot rater(s) with {left['pilot_judgments']} scored "
+                  "judgments (--include-pilot keeps them)" if pilot["excluded"] else
+                  f"pilot: kept {pilot['n_raters']} pilot rater(s) with {pilot['n_judgments']} scored judgments "
+                  "(--include-pilot)")
             away = data["looked_away"]
             if away["excluded"]:
                 w(f"looked away: left out {left['looked_away']} scored trial(s) during which the page lost focus")
