@@ -126,6 +126,11 @@ def test_time_on_task_per_rater_and_the_median_and_estimate_of_the_completed(pai
     assert summary["estimate_minutes"] == 23
 
 
+def test_the_dashboard_shows_the_median_time_and_the_estimate(paid, admin_client):
+    html = admin_client.get(reverse("vtt:dashboard")).content.decode()
+    assert "16 min (Prolific estimate: about 23 min)" in html
+
+
 def test_no_completed_rater_gives_no_median_and_no_estimate():
     experiment = make_experiment("none", n_images=1)
     Rater.objects.create(experiment=experiment)
