@@ -404,3 +404,25 @@ def test_the_staff_pages_and_exports_are_for_staff_only(experiment, admin_client
 
 def test_healthz_answers():
     assert Client().get(reverse("vtt:healthz")).content == b"ok"
+
+
+def test_a_flagged_participant_gets_the_flagged_code_where_the_experiment_has_one(experiment):
+    Experiment.objects.filter(pk=experiment.pk).update(panel=Experiment.Panel.PROLIFIC, flagged_code="FLAG99")
+    locations = {}
+    for pid, flagged in (("p-1", True), ("p-2", False)):
+        client = Client()
+        start(client, experiment, PROLIFIC_PID=pid, STUDY_ID="s-1", SESSION_ID=f"x-{pid}")
+        run_session(client, experiment)
+        # The catch rule itself is tested above; here the flag is set so that both cases occur.
+        Rater.objects.filter(external_id=pid).update(flagged=flagged)
+        locations[pid] = client.get(reverse("vtt:done", args=[experiment.slug]))["Location"]
+    assert locations["p-1"] == "https://app.prolific.com/submissions/complete?cc=FLAG99"
+    assert locations["p-2"] == "https://app.prolific.com/submissions/complete?cc=C0DE42"
+    # Without a panel the code is on the page, the flagged one for a flagged rater.
+    Experiment.objects.filter(pk=experiment.pk).update(panel=Experiment.Panel.NONE)
+    client = Client()
+    start(client, experiment)
+    run_session(client, experiment)
+    Rater.objects.filter(external_id="").update(flagged=True)
+    assert "FLAG99" in client.get(reverse("vtt:done", args=[experiment.slug])).content.decode()
+    assert "FLAG99" in client.get(reverse("vtt:landing", args=[experiment.slug])).content.decode()

@@ -18,7 +18,7 @@ class ExperimentAdmin(admin.ModelAdmin):
                                "catch_fail_threshold", "lease_seconds"]}),
         ("Timing", {"fields": ["timing", "exposure_ms"]}),
         ("Display and devices", {"fields": ["display_size", "allow_mobile", "require_fullscreen"]}),
-        ("Panel and completion", {"fields": ["panel", "participant_param", "completion_code", "no_consent_code",
+        ("Panel and completion", {"fields": ["panel", "participant_param", "completion_code", "flagged_code", "no_consent_code",
                                              "completion_url"]}),
         ("Pay sheet (bonus rule)", {"fields": ["bonus_amount", "bonus_min_catch_accuracy"]}),
         ("Stopping rule (pre-registered)", {"fields": ["precision_target", "look_every", "max_looks"]}),

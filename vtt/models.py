@@ -115,6 +115,12 @@ class Experiment(models.Model):
     completion_code = models.CharField(
         max_length=64, blank=True, help_text="Shown to raters who finish, or sent to the panel, e.g. 'C1A2B3C4'."
     )
+    flagged_code = models.CharField(
+        max_length=64, blank=True,
+        help_text="The code for a participant who finished but failed too many catch trials (Prolific: a second "
+        "completion code of the study, so that you review them before approving); sent like the completion "
+        "code. Empty: they get the completion code like everyone.",
+    )
     no_consent_code = models.CharField(
         max_length=64, blank=True,
         help_text="The panel's code for a participant who does not consent (Prolific: the study's no-consent "
@@ -176,6 +182,11 @@ class Experiment(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def code_for(self, rater: "Rater") -> str:
+        """The code a finished `rater` gets: the flagged code for a flagged rater, where there is one, else the
+        completion code."""
+        return self.flagged_code if rater.flagged and self.flagged_code else self.completion_code
 
     def clean(self) -> None:
         """A precision target needs a look schedule, and a schedule a target."""

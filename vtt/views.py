@@ -111,7 +111,8 @@ def landing(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "vtt/landing.html",
-        {"experiment": experiment, "hidden": hidden, "returning": returning},
+        {"experiment": experiment, "hidden": hidden, "returning": returning,
+         "code": experiment.code_for(returning) if returning is not None else ""},
     )
 
 
@@ -211,10 +212,11 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
     rater = _current_rater(request, experiment)
     if rater is None or rater.finished is None:
         return redirect("vtt:landing", slug=slug)
+    code = experiment.code_for(rater)
     # Prolific knows its participants by PROLIFIC_PID: one who came without it gets the code on the page.
     anonymous_on_prolific = experiment.panel == Experiment.Panel.PROLIFIC and not rater.external_id
-    back = None if anonymous_on_prolific else _back_to_panel(experiment, experiment.completion_code)
-    return back if back is not None else render(request, "vtt/done.html", {"experiment": experiment})
+    back = None if anonymous_on_prolific else _back_to_panel(experiment, code)
+    return back if back is not None else render(request, "vtt/done.html", {"experiment": experiment, "code": code})
 
 
 def _back_to_panel(experiment: Experiment, code: str) -> HttpResponse | None:
