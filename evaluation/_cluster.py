@@ -16,10 +16,10 @@ difference of terms), their remedy for a scalar is to fall back to a one-way
 cluster-robust variance; this module takes the larger of the two, which is what
 would be used if the other factor were ignored.
 
-All the contrasts of one set of judgments come from three Gram matrices per kind of
-cluster, computed once: of the per-cluster residual sums, of the per-cluster judgment
-counts (for the effective number of clusters), and of the 0/1 incidences (for the
-number of clusters judged).
+All the contrasts of one set of judgments come from what is computed once per kind of
+cluster: the Gram matrices of the per-cluster residual sums and of the 0/1 incidences
+(for the number of clusters judged), and, for images and raters, the per-cluster
+judgment counts (for the effective number of clusters).
 
 Degrees of freedom. With few clusters the cluster-robust variance is biased down
 and variable, and a normal critical value gives intervals that are too short.
@@ -61,7 +61,7 @@ class Components:
     rates: np.ndarray  # (n_groups,)
     n: np.ndarray  # (n_groups,) judgments per method
     residual: dict  # kind -> (n_groups, n_groups) Gram of per-cluster sums of (y - v_g) / n_g
-    count: dict  # kind -> (n_groups, n_clusters) judgment counts (sparse for cells)
+    count: dict  # "image", "rater" -> (n_groups, n_clusters) judgment counts (for the effective numbers)
     seen: dict  # kind -> Gram of per-cluster 0/1 incidences
 
 
@@ -102,11 +102,9 @@ def components(y, img, rat, grp, n_images, n_raters, n_groups) -> Components:
     cell = cell.ravel()
     shape = (n_groups, cells.size)
     sums = coo_array((r, (grp, cell)), shape=shape).tocsr()
-    counts = coo_array((np.ones_like(r), (grp, cell)), shape=shape).tocsr()
-    incidence = counts.copy()
-    incidence.data[:] = 1.0
+    incidence = coo_array((np.ones_like(r), (grp, cell)), shape=shape).tocsr()
+    incidence.data[:] = 1.0  # duplicates were summed: a cell judged twice under one method is one cluster
     residual["cell"] = _gram(sums)
-    count["cell"] = counts
     seen["cell"] = _gram(incidence)
     return Components(rates=rates, n=n, residual=residual, count=count, seen=seen)
 
@@ -122,10 +120,9 @@ def _quadratic(gram, a, b, ca, cb):
 
 def _effective(counts, n, a, b):
     """Effective number of clusters of a contrast: (sum w^2)^2 / sum w^4, w a cluster's share of the judgments."""
-    w = counts[[a]] / n[a]
+    w = counts[a] / n[a]
     if b >= 0:
-        w = w + counts[[b]] / n[b]
-    w = w.toarray().ravel() if hasattr(w, "toarray") else np.asarray(w).ravel()
+        w = w + counts[b] / n[b]
     w2 = w * w
     s4 = float(w2 @ w2)
     return float(w2.sum()) ** 2 / s4 if s4 > 0 else 0.0

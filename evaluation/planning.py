@@ -99,7 +99,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
-from . import _common
+from . import _cluster, _common
+from .vtt import _wilson_bounds
 
 __all__ = ["Components", "DifferenceComponents", "Prediction", "RatersNeeded", "components",
            "difference_components", "components_from_priors", "design_df", "predict", "predict_difference",
@@ -274,18 +275,15 @@ def _coefficients(x, kappa, grp, n_g, g, h):
 def _decomposition(y, img, rat, grp, G):
     """Observed cross-products S_X[g, h] = sum_x E_xg E_xh for X = image, rater, cell; and the coefficient
     arrays coef[X][family][g, h] of their expectations (families: image, rater, residual)."""
-    n_g = np.bincount(grp, minlength=G).astype(np.float64)
-    mean = np.bincount(grp, y, minlength=G) / n_g
-    e = (y - mean[grp]) / n_g[grp]
+    # The observed sums are the cluster-robust variance's own (`evaluation._cluster`).
     n_rat = rat.max() + 1
+    comp = _cluster.components(y, img, rat, grp, img.max() + 1, n_rat, G)
+    mean, n_g, observed = comp.rates, comp.n, comp.residual
     cell = np.unique(img.astype(np.int64) * n_rat + rat, return_inverse=True)[1].ravel()
     clusters = {"image": img, "rater": rat, "cell": cell}
     families = {"image": img, "rater": rat, "residual": np.arange(y.size)}
-    observed, coef = {}, {}
+    coef = {}
     for name, x in clusters.items():
-        n_x = int(x.max()) + 1
-        sums = np.bincount(x * G + grp, e, minlength=n_x * G).reshape(n_x, G)
-        observed[name] = sums.T @ sums
         coef[name] = {}
         for fam, kappa in families.items():
             c = np.zeros((G, G))
@@ -506,11 +504,10 @@ def _half_width(critical, variance, rate):
     the Wilson interval at the effective number of trials ``rate (1 - rate) / variance``, with the t critical
     value, as `evaluation.score` computes it (about t * se unless the effective number is small and the rate
     near 0 or 1, where the Wilson interval is the longer)."""
-    se = math.sqrt(variance)
     if rate is None or not 0 < rate < 1 or variance <= 0:
-        return critical * se
-    n = rate * (1 - rate) / variance
-    return critical * math.sqrt(n * rate * (1 - rate) + critical**2 / 4) / (n + critical**2)
+        return critical * math.sqrt(variance)
+    low, high = _wilson_bounds(rate, rate * (1 - rate) / variance, critical, False, False)
+    return (high - low) / 2
 
 
 def _prediction(n_images, k, t_per_rater, n_raters, image, rest, confidence, rate=None, n_raters_shown=None):

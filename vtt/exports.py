@@ -119,7 +119,7 @@ def trial_rows(*, experiment: Experiment, chunk_size: int | None = None) -> Iter
         }
 
 
-def _cell(value):
+def csv_cell(value):
     """A CSV cell: booleans as 1/0 (what `read_judgments_csv` reads), missing values as empty cells."""
     return int(value) if isinstance(value, bool) else ("" if value is None else value)
 
@@ -135,7 +135,7 @@ def csv_chunks(rows: Iterable[dict], *, buffer_chars: int = BUFFER_CHARS) -> Ite
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in rows:
-        writer.writerow([_cell(row[column]) for column in COLUMNS])
+        writer.writerow([csv_cell(row[column]) for column in COLUMNS])
         if buffer.tell() >= buffer_chars:
             yield buffer.getvalue()
             buffer.seek(0)

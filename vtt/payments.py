@@ -28,8 +28,9 @@ from typing import IO, Iterable
 
 from django.db.models import Count, F, Max, Q
 
-from .exports import Outcome, rater_outcome
+from .exports import Outcome, csv_cell, rater_outcome
 from .models import Experiment, Rater, Trial
+from .selectors import session_seconds
 
 SHEET_COLUMNS = [
     "participant", "rater", "study_id", "session_id", "outcome", "time_on_task_s", "trials_answered",
@@ -83,13 +84,13 @@ def pay_sheet(*, experiment: Experiment) -> list[dict]:
     for (token, external_id, study_id, session_id, started, finished, declined, flagged, pilot, n_answered, n_catch,
          n_catch_right, last_answer) in raters:
         outcome = rater_outcome(declined=declined, finished=finished, flagged=flagged)
-        end = None if declined is not None else (finished or last_answer)
         accuracy = round(n_catch_right / n_catch, 4) if n_catch else None
+        seconds = session_seconds(started, finished, last_answer)
         bonus = _bonus(experiment, outcome, accuracy)
         rows.append({
             "participant": external_id, "rater": token, "study_id": study_id, "session_id": session_id,
             "outcome": outcome,
-            "time_on_task_s": max(round((end - started).total_seconds()), 0) if end is not None else None,
+            "time_on_task_s": None if declined is not None or seconds is None else round(seconds),
             "trials_answered": n_answered, "catch_answered": n_catch, "catch_accuracy": accuracy,
             "flagged": flagged, "pilot": pilot,
             "approve": bool(external_id) and outcome == Outcome.COMPLETED,
@@ -113,7 +114,4 @@ def write_sheet(rows: Iterable[dict], out: IO[str]) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(SHEET_COLUMNS)
     for row in rows:
-        writer.writerow([
-            int(v) if isinstance(v, bool) else ("" if v is None else (f"{v:.2f}" if isinstance(v, Decimal) else v))
-            for v in (row[c] for c in SHEET_COLUMNS)
-        ])
+        writer.writerow([csv_cell(row[column]) for column in SHEET_COLUMNS])  # bonuses are quantized to the cent

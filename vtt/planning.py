@@ -41,10 +41,12 @@ measured.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from itertools import combinations
 
 import numpy as np
+from django.core.cache import cache
 
 import evaluation
 from evaluation import planning as stats
@@ -262,9 +264,6 @@ def _line(entry, target, images) -> str:
 # --- the stopping rule --------------------------------------------------------------------------------------
 
 
-_STATUS_CACHE: dict = {}
-
-
 def _look_raters(experiment, include_pilot: bool = False):
     """The finished raters in the order they finished; the pilot's only with ``include_pilot`` (the looks are
     the main study's, as its report is)."""
@@ -317,9 +316,13 @@ def precision_status(experiment, report: dict | None = None) -> dict:
                              f"target +-{target:g} points")
         return status
     raters = tuple(finished[:look * every])
-    key = (experiment.pk, look, raters[-1], len(raters), float(target), include_flagged, away, float(max_fail),
-           include_pilot)
-    if key not in _STATUS_CACHE:
+    # A look's data never change once it is taken: its intervals are kept in Django's cache (as the report is)
+    # under the look and its last rater, so that a page view computes nothing until the next look.
+    key = "vtt-look:" + hashlib.sha256(repr((
+        experiment.pk, look, raters[-1], len(raters), float(target), include_flagged, away, float(max_fail),
+        include_pilot)).encode()).hexdigest()
+    methods = cache.get(key)
+    if methods is None:
         judgments, _ = reading.experiment_judgments(experiment)
         keep = np.isin(judgments.rater_labels[judgments.rater], np.asarray(raters, dtype=str))
         at_look = report_module.build_report(
@@ -332,10 +335,7 @@ def precision_status(experiment, report: dict | None = None) -> dict:
             methods.append({"method": row["method"], "is_control": row["is_control"], "role": row["role"],
                             "half_width": half, "below": half is not None and half < target,
                             "vtt": 100 * row["vtt"]})
-        if len(_STATUS_CACHE) > 256:
-            _STATUS_CACHE.clear()
-        _STATUS_CACHE[key] = methods
-    methods = _STATUS_CACHE[key]
+        cache.set(key, methods, timeout=None)
     tested = [m for m in methods if not m["is_control"]]
     not_precise = [m["method"] for m in tested if not m["below"]]
     precise = bool(tested) and not not_precise
@@ -387,12 +387,13 @@ def experiment_plan_context(experiment, report: dict, *, target=None, price_per_
     return {"vtt_plan": out}
 
 
-def cached_plan_context(experiment, report: dict) -> dict:
+def cached_plan_context(experiment, report: dict, fingerprint: tuple | None = None) -> dict:
     """`experiment_plan_context` of the staff page's report, computed once per state of the answers and of the
     experiment's design and stopping rule (`vtt.report.cached`)."""
     return report_module.cached(
         experiment, "plan", lambda: experiment_plan_context(experiment, report), experiment.precision_target,
-        experiment.look_every, experiment.max_looks, experiment.raters_per_pair, str(experiment.design))
+        experiment.look_every, experiment.max_looks, experiment.raters_per_pair, str(experiment.design),
+        fingerprint=fingerprint)
 
 
 def design_images(experiment) -> dict:

@@ -480,10 +480,12 @@ def to_json(report: dict) -> str:
 def experiment_report(experiment, *, include_flagged: bool = False, ci_method: str = DEFAULT_CI_METHOD,
                       confidence: float = DEFAULT_CONFIDENCE, n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED,
                       compare_method: str = DEFAULT_COMPARE_METHOD, max_fail_rate: float | None = None,
-                      published: bool = False, exclude_looked_away: bool = False, include_pilot: bool = False) -> dict:
+                      published: bool = False, exclude_looked_away: bool = False, include_pilot: bool = False,
+                      judgments: tuple | None = None) -> dict:
     """The report of an experiment from the database; flags use its ``catch_fail_threshold``; pilot raters are
-    left out unless ``include_pilot``."""
-    judgments, left_out = experiment_judgments(experiment)
+    left out unless ``include_pilot``. ``judgments``: what `experiment_judgments` returns, when the caller has
+    already read it (it is read here otherwise)."""
+    judgments, left_out = experiment_judgments(experiment) if judgments is None else judgments
     if max_fail_rate is None:
         max_fail_rate = experiment.catch_fail_threshold
     return build_report(
@@ -494,17 +496,20 @@ def experiment_report(experiment, *, include_flagged: bool = False, ci_method: s
     )
 
 
-def cached(experiment, name: str, compute, *depends_on):
+def cached(experiment, name: str, compute, *depends_on, fingerprint: tuple | None = None):
     """``compute()`` for ``experiment``, kept in Django's cache until its answers (or settings) change.
 
     The key is `name`, the experiment's `selectors.report_fingerprint`, the report's
     defaults and `depends_on` (whatever else the result reads): a view with the same
     answers, raters, methods and settings reads the value back, a new answer (or
     rater, method, change of the experiment's settings) computes it anew. With the
-    default local-memory cache each server process keeps its own copy.
+    default local-memory cache each server process keeps its own copy. ``fingerprint``: the experiment's
+    fingerprint when the caller has it already (a page with several cached parts reads it once).
     """
+    if fingerprint is None:
+        fingerprint = selectors.report_fingerprint(experiment=experiment)
     key = CACHE_PREFIX + hashlib.sha256(repr((
-        name, selectors.report_fingerprint(experiment=experiment), DEFAULT_CI_METHOD, DEFAULT_COMPARE_METHOD,
+        name, fingerprint, DEFAULT_CI_METHOD, DEFAULT_COMPARE_METHOD,
         DEFAULT_CONFIDENCE, DEFAULT_N_BOOT, DEFAULT_SEED, depends_on,
     )).encode()).hexdigest()
     value = cache.get(key)
@@ -514,7 +519,7 @@ def cached(experiment, name: str, compute, *depends_on):
     return value
 
 
-def cached_experiment_report(experiment) -> dict:
+def cached_experiment_report(experiment, fingerprint: tuple | None = None) -> dict:
     """`experiment_report` with its defaults (those of ``vtt_report --experiment SLUG``), computed once per state
     of the experiment's answers (see `cached`)."""
-    return cached(experiment, "report", lambda: experiment_report(experiment))
+    return cached(experiment, "report", lambda: experiment_report(experiment), fingerprint=fingerprint)

@@ -177,15 +177,17 @@ def rater_times(*, experiment: Experiment) -> list[dict]:
         .order_by("started", "id")
         .values_list("id", "token", "external_id", "started", "finished", "flagged", "pilot", "last_answer")
     )
-    times = []
-    for rater_id, token, external_id, started, finished, flagged, pilot, last_answer in rows:
-        end = finished or last_answer
-        times.append({
-            "rater_id": rater_id, "rater": external_id or token[:8], "pilot": pilot,
-            "outcome": rater_outcome(declined=None, finished=finished, flagged=flagged),
-            "seconds": max((end - started).total_seconds(), 0.0) if end is not None else None,
-        })
-    return times
+    return [{"rater_id": rater_id, "rater": external_id or token[:8], "pilot": pilot,
+             "outcome": rater_outcome(declined=None, finished=finished, flagged=flagged),
+             "seconds": session_seconds(started, finished, last_answer)}
+            for rater_id, token, external_id, started, finished, flagged, pilot, last_answer in rows]
+
+
+def session_seconds(started, finished, last_answer) -> float | None:
+    """A consenting rater's time on task: ``finished - started``, or ``last_answer - started`` while in
+    progress; None before any answer."""
+    end = finished or last_answer
+    return max((end - started).total_seconds(), 0.0) if end is not None else None
 
 
 # The percentile of completed raters' times that `time_on_task` suggests as Prolific's estimated completion time.

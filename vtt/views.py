@@ -13,8 +13,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
-from django.http import StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
@@ -291,9 +290,10 @@ def experiment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "viewing": selectors.rater_viewing(experiment=experiment),
     }
     # The numbers of `vtt_report --experiment SLUG` and the plan made from them, computed once per state of the answers.
-    data = report.cached_experiment_report(experiment)
+    fingerprint = selectors.report_fingerprint(experiment=experiment)
+    data = report.cached_experiment_report(experiment, fingerprint)
     context.update(report_html.html_context(data))
-    context.update(planning.cached_plan_context(experiment, data))
+    context.update(planning.cached_plan_context(experiment, data, fingerprint))
     return render(request, "vtt/experiment.html", context)
 
 

@@ -296,12 +296,14 @@ class Command(BaseCommand):
         ))
 
     def _experiment(self, options) -> Experiment:
+        # What the experiment records of its images: set on a new one, or on one made without images.
+        images = {"split": options["split"], "image_size": options["size"],
+                  "preprocessing": {**rendering.PREPROCESSING, "size": options["size"]}}
         experiment, created = Experiment.objects.get_or_create(
             slug=options["experiment"],
             defaults={
                 "title": options["title"] or options["experiment"],
-                "split": options["split"],
-                "image_size": options["size"],
+                **images,
                 "raters_per_pair": options["raters_per_pair"],
                 "trials_per_rater": options["trials_per_rater"],
                 "completion_code": options["completion_code"] or new_completion_code(),
@@ -311,14 +313,13 @@ class Command(BaseCommand):
                 "allow_mobile": not options["desktop_only"],
                 "require_fullscreen": options["require_fullscreen"],
                 "no_consent_code": options["no_consent_code"] or "",
-                "preprocessing": {**rendering.PREPROCESSING, "size": options["size"]},
             },
         )
         if not created and not experiment.split and not experiment.images.exists():
             # Made by `manage.py experiment create` (settings only): its images are the ones named here.
-            experiment.split, experiment.image_size = options["split"], options["size"]
-            experiment.preprocessing = {**rendering.PREPROCESSING, "size": options["size"]}
-            experiment.save(update_fields=["split", "image_size", "preprocessing"])
+            for field, value in images.items():
+                setattr(experiment, field, value)
+            experiment.save(update_fields=list(images))
         if not created and experiment.split != options["split"]:
             raise CommandError(
                 f"experiment {experiment.slug!r} rates images of {experiment.split!r}, not {options['split']!r}"

@@ -168,8 +168,9 @@ class Command(BaseCommand):
         try:
             if options["experiment"] is not None:
                 experiment = experiments.named(options["experiment"])
-                judgments, _ = judgments_module.experiment_judgments(experiment)
-                data = report.experiment_report(experiment, **settings)
+                read = judgments_module.experiment_judgments(experiment)
+                judgments = read[0]
+                data = report.experiment_report(experiment, judgments=read, **settings)
             else:
                 judgments = judgments_module.read_judgments_csv(options["judgments_csv"])
                 data = report.build_report(judgments, **settings)
