@@ -37,11 +37,16 @@ $(VAR)/demo-staff-password: $(VENV)/.installed
 	$(DEMO_ENV) DJANGO_SUPERUSER_PASSWORD="$$(cat $@.tmp)" $(PY) manage.py createsuperuser --noinput --username demo --email demo@localhost
 	mv $@.tmp $@
 
+# The images (generate_pairs), then the study's settings and state (manage.py experiment); a
+# second `make demo` finds the demo experiment open and leaves it so (--if-needed).
 demo: $(VENV)/.installed $(DEMO_CHECKPOINTS) $(VAR)/demo-staff-password
 	$(DEMO_ENV) $(PY) manage.py migrate --noinput
 	$(DEMO_ENV) $(PY) manage.py collectstatic --noinput --verbosity 0
-	$(DEMO_ENV) $(PY) manage.py generate_pairs --experiment demo --title "Demo: which image has the true colors?" \
-		--split demo --trials-per-rater 12 $(foreach m,$(DEMO_MODELS),--checkpoint $(m)=$(DEMO_MODELS_DIR)/$(m).pt) --open
+	$(DEMO_ENV) $(PY) manage.py generate_pairs --experiment demo --split demo \
+		$(foreach m,$(DEMO_MODELS),--checkpoint $(m)=$(DEMO_MODELS_DIR)/$(m).pt)
+	$(DEMO_ENV) $(PY) manage.py experiment configure demo --title "Demo: which image has the true colors?" \
+		--trials-per-rater 12
+	$(DEMO_ENV) $(PY) manage.py experiment open demo --if-needed
 	@$(MAKE) --no-print-directory serve
 
 # gunicorn loads the app before it forks its workers (--preload; vtt/wsgi.py warms it up), so

@@ -28,13 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vtt.loadtest import SimulatedRater, deployment  # noqa: E402
 
-SETUP = """
-from vtt import services
-from vtt.models import Experiment
-Experiment.objects.filter(slug="bench").update(trials_per_rater={trials}, practice_trials=0, catch_trial_rate=0.1)
-services.experiment_open(experiment=Experiment.objects.get(slug="bench"))
-"""
-
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q))
@@ -86,10 +79,12 @@ def main() -> None:
         photos(folder, n_images)
         tint(folder, tinted)
         site.manage("generate_pairs", "--experiment", "bench", "--split", f"folder:{folder}", "--methods",
-                    "grayscale", "--size", "64", "--raters-per-pair", str(args.raters + 1), "--verbosity", "0")
+                    "grayscale", "--size", "64", "--verbosity", "0")
         site.manage("generate_pairs", "--experiment", "bench", "--split", f"folder:{folder}", "--import-dir",
                     str(tinted), "--method-name", "tinted", "--verbosity", "0")
-        site.manage("shell", "--verbosity", "0", "-c", SETUP.format(trials=args.trials))
+        site.manage("experiment", "configure", "bench", "--raters-per-pair", str(args.raters + 1),
+                    "--trials-per-rater", str(args.trials), "--practice-trials", "0", "--catch-trial-rate", "0.1")
+        site.manage("experiment", "open", "bench")
 
         ceiling, ceiling_latency = trivial(site.base_url, args.raters, args.trials)
         alone = SimulatedRater(site.base_url, "bench", seed=10_000).run().answer_seconds  # no other client

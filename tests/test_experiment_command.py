@@ -110,3 +110,21 @@ def test_an_experiment_created_here_gets_its_images_from_generate_pairs(media_ro
     shown = show("g")
     assert shown["split"] == f"folder:{photo_dir}" and shown["image_size"] == 64 and shown["trials_per_rater"] == 3
     assert "g is now pilot" in run("pilot", "g")
+
+
+def test_a_state_subcommand_if_needed_does_nothing_when_the_experiment_is_already_there(media_root, photo_dir,
+                                                                                   mean_chroma_checkpoint):
+    call_command("generate_pairs", "--experiment", "n", "--split", f"folder:{photo_dir}", "--size", "64",
+                 "--workers", "0", "--checkpoint", f"mean_chroma={mean_chroma_checkpoint}", stdout=io.StringIO(),
+                 stderr=io.StringIO())
+    assert "n is now open" in run("open", "n", "--if-needed")
+    before = show("n")
+    with pytest.raises(CommandError, match="'n' is open: it cannot be set to open"):
+        run("open", "n")
+    assert run("open", "n", "--if-needed").strip() == "n is already open: nothing to do"
+    assert show("n") == before
+    # Otherwise --if-needed moves the experiment as without it, and a refused move is still refused.
+    assert "n is now paused" in run("pause", "n", "--if-needed")
+    assert "n is now closed" in run("close", "n", "--if-needed")
+    with pytest.raises(CommandError, match="a closed experiment is final"):
+        run("open", "n", "--if-needed")

@@ -241,3 +241,22 @@ def test_the_help_lists_every_colorizers_inference_settings(capsys):
     text = Command().create_parser("manage.py", "generate_pairs").format_help()
     expected = [f"{name}.{key}:" for name in list_colorizers() for key in get_colorizer(name).inference_options]
     assert expected and all(line in text for line in expected)
+
+
+@pytest.mark.parametrize("removed", [
+    ["--title", "T"], ["--raters-per-pair", "3"], ["--trials-per-rater", "12"], ["--completion-code", "C0DE"],
+    ["--display-size", "300"], ["--timing", "staircase"], ["--exposure-ms", "500"], ["--desktop-only"],
+    ["--require-fullscreen"], ["--no-consent-code", "NC"], ["--open"],
+])
+def test_study_settings_are_not_generate_pairs_options(photo_dir, media_root, removed):
+    """Study settings and opening are `manage.py experiment configure|open`'s: argparse refuses them here."""
+    with pytest.raises(CommandError, match=f"unrecognized arguments: {removed[0]}"):
+        run("--experiment", "t", "--split", f"folder:{photo_dir}", "--methods", "grayscale", "--size", "64", *removed)
+    assert counts() == (0, 0, 0, 0, 0)
+
+
+def test_the_help_says_where_study_settings_and_opening_are():
+    from vtt.management.commands.generate_pairs import Command
+
+    text = " ".join(Command().create_parser("manage.py", "generate_pairs").format_help().split())
+    assert "manage.py experiment configure SLUG" in text and "manage.py experiment open SLUG" in text

@@ -350,25 +350,34 @@ def test_import_tinted_is_idempotent(experiment, photo_dir):
     assert Colorization.objects.filter(method__name="tinted").count() == 8
 
 
-def test_generate_pairs_sets_what_raters_see_on_a_new_experiment(media_root, photo_dir):
+def test_what_raters_see_is_set_by_experiment_configure_after_generate_pairs(media_root, photo_dir):
     call_command("generate_pairs", "--experiment", "v", "--split", f"folder:{photo_dir}", "--methods", "grayscale",
-                 "--size", "64", "--display-size", "300", "--timing", "staircase", "--desktop-only",
-                 "--require-fullscreen", "--no-consent-code", "NC-1", stdout=io.StringIO(), stderr=io.StringIO())
+                 "--size", "64", stdout=io.StringIO(), stderr=io.StringIO())
     e = Experiment.objects.get(slug="v")
+    # A new experiment is a draft with the model's defaults, its title the slug and a random completion code.
+    assert (e.state, e.title, e.display_size, e.shown_size, e.timing, e.allow_mobile, e.require_fullscreen) == \
+        ("draft", "v", None, 64, "fixed", True, False)
+    assert e.completion_code.startswith("C") and len(e.completion_code) == 9
+    call_command("experiment", "configure", "v", "--display-size", "300", "--timing", "staircase",
+                 "--allow-mobile", "no", "--require-fullscreen", "yes", "--no-consent-code", "NC-1",
+                 stdout=io.StringIO(), stderr=io.StringIO())
+    e.refresh_from_db()
     assert (e.display_size, e.shown_size, e.timing, e.exposure_ms, e.allow_mobile, e.require_fullscreen,
-            e.no_consent_code) == (300, 300, "staircase", None, False, True, "NC-1")
+            e.no_consent_code, e.image_size) == (300, 300, "staircase", None, False, True, "NC-1", 64)
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--display-size", "10"], "--display-size must be between 32 and 2048"),
-    (["--timing", "staircase", "--exposure-ms", "500"], "--exposure-ms is the fixed timing's"),
-    (["--exposure-ms", "0"], "--exposure-ms must be between 1 and 600000"),
-    (["--no-consent-code", "a b"], "--no-consent-code must be 1 to 64 letters"),
+    (["--display-size", "10"], "--display-size: Ensure this value is greater than or equal to 32"),
+    (["--display-size", "4096"], "--display-size: Ensure this value is less than or equal to 2048"),
+    (["--timing", "slow"], "--timing: Value 'slow' is not a valid choice"),
 ])
-def test_generate_pairs_refuses_bad_display_settings_before_writing(media_root, photo_dir, args, message):
+def test_experiment_configure_refuses_bad_display_settings_before_writing(media_root, photo_dir, args, message):
     from django.core.management import CommandError
 
+    call_command("generate_pairs", "--experiment", "v", "--split", f"folder:{photo_dir}", "--methods", "grayscale",
+                 "--size", "64", stdout=io.StringIO(), stderr=io.StringIO())
+    before = Experiment.objects.values().get(slug="v")
     with pytest.raises(CommandError, match=message):
-        call_command("generate_pairs", "--experiment", "v", "--split", f"folder:{photo_dir}", "--methods", "grayscale",
-                     *args, stdout=io.StringIO(), stderr=io.StringIO())
-    assert not Experiment.objects.exists()
+        call_command("experiment", "configure", "v", "--allow-mobile", "no", *args, stdout=io.StringIO(),
+                     stderr=io.StringIO())
+    assert Experiment.objects.values().get(slug="v") == before

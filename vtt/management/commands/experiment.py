@@ -21,7 +21,9 @@ an optional setting. Every value is checked as the admin checks it (full_clean):
 error the command prints each setting's problem and writes nothing.
 
 Life of a study: draft -> pilot -> open <-> paused -> closed (also draft -> open; draft or
-pilot -> closed); closed is final. The dashboard's buttons do the same.
+pilot -> closed); closed is final. The dashboard's buttons do the same. Setting an experiment
+to the state it is in is refused, unless --if-needed: then the command says so and does
+nothing (for scripts run more than once, e.g. `make demo`).
 """
 STATE_ACTIONS = {"pilot": Experiment.State.PILOT, "open": Experiment.State.OPEN, "pause": Experiment.State.PAUSED,
                  "close": Experiment.State.CLOSED}
@@ -106,6 +108,9 @@ class Command(BaseCommand):
         for action, state in STATE_ACTIONS.items():
             sub = actions.add_parser(action, help=f"Set the experiment to {state}.")
             sub.add_argument("experiment", metavar="SLUG", help="Slug of the experiment.")
+            sub.add_argument("--if-needed", action="store_true",
+                             help=f"Do nothing, and say so, when the experiment is already {state} (otherwise "
+                             "that is an error), e.g. in a script that may run twice.")
         show = actions.add_parser("show", help="Print every setting and the state.")
         show.add_argument("experiment", metavar="SLUG", help="Slug of the experiment.")
         show.add_argument("--format", choices=["table", "json"], default="table",
@@ -118,6 +123,9 @@ class Command(BaseCommand):
         experiment = experiments.named(options["experiment"])
         if action == "show":
             return self._show(experiment, options["format"])
+        if options["if_needed"] and experiment.state == STATE_ACTIONS[action]:
+            self.stdout.write(f"{experiment.slug} is already {experiment.state}: nothing to do")
+            return
         try:
             result = services.experiment_set_state(experiment=experiment, state=STATE_ACTIONS[action])
         except services.TrialRejected as exc:

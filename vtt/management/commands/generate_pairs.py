@@ -1,8 +1,18 @@
-"""Render an experiment's pairs: source images through every chosen colorizer, or import results."""
+"""Render an experiment's pairs: source images through every chosen colorizer, or import results.
+
+This command does the images only: the split, the image size, the methods and how they run. A study's
+settings (title, raters per pair, trials per rater, timing, what raters see, panel codes, ...) and its
+state are `manage.py experiment configure|pilot|open|pause|close SLUG`'s, as in the admin.
+
+A missing experiment is created here as a draft with the model's defaults (title: the slug), so that
+image work needs no step before it. It also gets a new random completion code (`new_completion_code`),
+here rather than in `experiment create`, since this is where a new user's experiment is born: their
+flow, `generate_pairs` then `experiment open`, gives raters who finish a code with no
+`experiment configure --completion-code` (`experiment create` takes the code its option gives).
+"""
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 import torch
@@ -31,15 +41,6 @@ def _settings(values: list[str]) -> dict[str, dict]:
             raise CommandError(f"--set takes NAME.KEY=VALUE, e.g. zhang2016.temperature=0.38, got {value!r}")
         out.setdefault(name, {}).update(parse_config([setting]))
     return out
-
-
-CODE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def _check_code(option: str, value: str | None) -> None:
-    """A code for a panel's URL: 1 to 64 letters, digits, '-' or '_'."""
-    if value is not None and not CODE.fullmatch(value):
-        raise CommandError(f"--{option} must be 1 to 64 letters, digits, '-' or '_', got {value!r}")
 
 
 def _checkpoints(values: list[str]) -> dict[str, str]:
@@ -88,7 +89,11 @@ class Command(BaseCommand):
         "each method's colorization, rendered by one code path and stored under random names; or import "
         "colorizations made elsewhere (--import-dir). Idempotent and resumable: a rerun with the same "
         "arguments completes what is missing and adds nothing else. Under torchrun the images are sharded "
-        "across the ranks."
+        "across the ranks.\n\n"
+        "Images only: a missing experiment is created as a draft with the model's defaults (title: the slug, "
+        "a random completion code). Its study settings (title, raters per pair, trials per rater, timing, "
+        "display size, codes, ...) are set with `manage.py experiment configure SLUG --SETTING VALUE`, and it "
+        "is opened to raters with `manage.py experiment open SLUG` (or `experiment pilot SLUG`)."
     )
 
     def create_parser(self, prog_name, subcommand, **kwargs):
@@ -97,8 +102,11 @@ class Command(BaseCommand):
         return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser):
-        parser.add_argument("--experiment", required=True, help="Slug of the experiment; created if it does not exist.")
-        parser.add_argument("--title", help="Title of a new experiment (default: the slug).")
+        parser.add_argument(
+            "--experiment", required=True,
+            help="Slug of the experiment; created as a draft if it does not exist (title: the slug; its study "
+            "settings: `manage.py experiment configure SLUG`).",
+        )
         parser.add_argument(
             "--split",
             default="demo",
@@ -127,37 +135,10 @@ class Command(BaseCommand):
             help="An inference setting of colorizer NAME, e.g. zhang2016.temperature=0.38; repeat for several. "
             "Validated by the colorizer and recorded in the method's provenance. The settings are listed below.",
         )
-        parser.add_argument("--raters-per-pair", type=int, default=5, help="Distinct raters per (image, method) pair (new experiments only). Default: 5.")
         parser.add_argument(
-            "--trials-per-rater", type=int, default=40,
-            help="Trials in each rater's session after the practice, catch trials included (new experiments only). "
-            "Default: 40.",
-        )
-        parser.add_argument(
-            "--completion-code", metavar="CODE",
-            help="Code shown to raters who finish, or sent to their panel (new experiments only). Default: a new "
-            "random code, e.g. 'C7F2A9B41'.",
-        )
-        parser.add_argument("--size", type=int, default=256, help="Side of the square images raters see (new experiments only). Default: 256.")
-        display = parser.add_argument_group("what raters see (new experiments only; the admin changes them later)")
-        display.add_argument(
-            "--display-size", type=int, metavar="PX",
-            help="Side of each image on screen in CSS pixels, 32 to 2048. Default: --size, the files' own.",
-        )
-        display.add_argument(
-            "--timing", choices=["fixed", "staircase"], default="fixed",
-            help="'fixed': every pair shown for --exposure-ms (no limit without it); 'staircase': HYPE_time, each "
-            "rater's exposure adapts between 100 and 1,000 ms and the report gives each method's threshold. "
-            "Default: fixed.",
-        )
-        display.add_argument("--exposure-ms", type=int, metavar="MS",
-                             help="Fixed timing: hide each pair after MS milliseconds (Zhang et al. 2016: 1000).")
-        display.add_argument("--desktop-only", action="store_true", help="Refuse raters on phones and tablets.")
-        display.add_argument("--require-fullscreen", action="store_true",
-                             help="Show trials only while the browser is in fullscreen mode.")
-        display.add_argument(
-            "--no-consent-code", metavar="CODE",
-            help="The panel's code for participants who do not consent (Prolific: the study's no-consent code).",
+            "--size", type=int, default=256,
+            help="Side of the square images, in pixels: set on a new experiment (or one without images), then "
+            "fixed. Default: 256.",
         )
         parser.add_argument("--batch-size", type=int, default=32, help="Images per colorizer call. Default: 32.")
         parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="Where the colorizers run. Default: auto (CUDA when available).")
@@ -176,25 +157,15 @@ class Command(BaseCommand):
             "it (ILSVRC2012_val_00000293.png), at the source's size or the experiment's. Needs --method-name.",
         )
         parser.add_argument("--method-name", help="Name of the imported method in reports, e.g. 'ddcolor'.")
-        parser.add_argument("--open", action="store_true", help="Open the experiment to raters when done.")
 
     def handle(self, *args, **options):
-        for option in ("raters_per_pair", "trials_per_rater", "batch_size", "threads"):
+        for option in ("batch_size", "threads"):
             if options[option] < 1:
                 raise CommandError(f"--{option.replace('_', '-')} must be at least 1, got {options[option]}")
         if options["workers"] < 0:
             raise CommandError(f"--workers must be 0 or more, got {options['workers']}")
-        _check_code("completion-code", options["completion_code"])
         if not 32 <= options["size"] <= 1024:
             raise CommandError(f"--size must be between 32 and 1024, got {options['size']}")
-        if options["display_size"] is not None and not 32 <= options["display_size"] <= 2048:
-            raise CommandError(f"--display-size must be between 32 and 2048, got {options['display_size']}")
-        if options["exposure_ms"] is not None:
-            if options["timing"] == "staircase":
-                raise CommandError("--exposure-ms is the fixed timing's; the staircase sets each exposure itself")
-            if not 1 <= options["exposure_ms"] <= 600_000:
-                raise CommandError(f"--exposure-ms must be between 1 and 600000, got {options['exposure_ms']}")
-        _check_code("no-consent-code", options["no_consent_code"])
         if options["import_dir"]:
             return self._import(options)
         if options["method_name"]:
@@ -245,7 +216,7 @@ class Command(BaseCommand):
             self._record_skipped(experiment, report.skipped)
             ranks.barrier()
             if ranks.rank == 0:
-                self._finish(experiment, options)
+                self._finish(experiment)
             self.stdout.write(self.style.SUCCESS(
                 f"{experiment.slug}: {report.images_added} images and {report.colorizations_added} colorizations added, "
                 f"{report.colorizations_present} already present, {len(report.skipped)} skipped; "
@@ -264,12 +235,10 @@ class Command(BaseCommand):
         for key, reason in skipped.items():
             self.stdout.write(self.style.WARNING(f"skipped {key}: {reason}"))
 
-    def _finish(self, experiment: Experiment, options) -> None:
+    def _finish(self, experiment: Experiment) -> None:
         experiment.refresh_from_db()
         try:
-            if options["open"] and experiment.state == Experiment.State.DRAFT:
-                services.experiment_open(experiment=experiment)
-            elif experiment.state in services.RUNNING:
+            if experiment.state in services.RUNNING:
                 services.slots_sync(experiment=experiment)  # new pairs of a running experiment get their K places
         except services.TrialRejected as exc:
             raise CommandError(str(exc)) from None
@@ -289,7 +258,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         for key, problem in report.problems.items():
             self.stdout.write(self.style.WARNING(f"not imported {key}: {problem}"))
-        self._finish(experiment, options)
+        self._finish(experiment)
         self.stdout.write(self.style.SUCCESS(
             f"{experiment.slug}/{options['method_name']}: {report.added} colorizations imported, "
             f"{report.present} already present, {len(report.problems)} not imported"
@@ -301,19 +270,8 @@ class Command(BaseCommand):
                   "preprocessing": {**rendering.PREPROCESSING, "size": options["size"]}}
         experiment, created = Experiment.objects.get_or_create(
             slug=options["experiment"],
-            defaults={
-                "title": options["title"] or options["experiment"],
-                **images,
-                "raters_per_pair": options["raters_per_pair"],
-                "trials_per_rater": options["trials_per_rater"],
-                "completion_code": options["completion_code"] or new_completion_code(),
-                "display_size": options["display_size"],
-                "timing": options["timing"],
-                "exposure_ms": options["exposure_ms"],
-                "allow_mobile": not options["desktop_only"],
-                "require_fullscreen": options["require_fullscreen"],
-                "no_consent_code": options["no_consent_code"] or "",
-            },
+            # A draft with the model's defaults; `manage.py experiment configure` sets the study.
+            defaults={"title": options["experiment"], **images, "completion_code": new_completion_code()},
         )
         if not created and not experiment.split and not experiment.images.exists():
             # Made by `manage.py experiment create` (settings only): its images are the ones named here.
