@@ -6,6 +6,8 @@ import gc
 import io
 import json
 import tracemalloc
+from datetime import timedelta
+
 import pytest
 from django.http import StreamingHttpResponse
 from django.urls import reverse
@@ -41,9 +43,9 @@ def ended() -> Experiment:
     bob = Rater.objects.create(experiment=experiment, external_id="bob", study_id="S1", session_id="s-bob")
     trial(bob, pairs[0], Trial.Kind.SCORED, True)
     trial(bob, catch, Trial.Kind.CATCH, True)
-    Rater.objects.filter(pk=ann.pk).update(finished=now)
-    Rater.objects.filter(pk=bob.pk).update(finished=now, flagged=True)
-    Rater.objects.create(experiment=experiment, external_id="cy", declined=now)
+    Rater.objects.filter(pk=ann.pk).update(finished=now, outcome=Rater.Outcome.COMPLETED)
+    Rater.objects.filter(pk=bob.pk).update(finished=now, flagged=True, outcome=Rater.Outcome.COMPLETED_FLAGGED)
+    Rater.objects.create(experiment=experiment, external_id="cy", declined=now, outcome=Rater.Outcome.DECLINED)
     dee = Rater.objects.create(experiment=experiment)
     trial(dee, pairs[1], Trial.Kind.SCORED, True)
     trial(dee, pairs[2], Trial.Kind.SCORED, None)
@@ -57,13 +59,16 @@ def download(client, slug: str, fmt: str) -> tuple[StreamingHttpResponse, str]:
     return response, body
 
 
-def test_the_outcome_is_derived_from_declined_finished_and_flagged():
+def test_the_outcome_is_the_stored_one_but_a_session_past_its_time_limit_has_timed_out():
     now = timezone.now()
-    assert exports.rater_outcome(declined=now, finished=None, flagged=False) == "declined"
-    assert exports.rater_outcome(declined=now, finished=now, flagged=True) == "declined"  # declined wins
-    assert exports.rater_outcome(declined=None, finished=now, flagged=False) == "completed"
-    assert exports.rater_outcome(declined=None, finished=now, flagged=True) == "completed_flagged"
-    assert exports.rater_outcome(declined=None, finished=None, flagged=True) == "in_progress"
+    long_ago = now - timedelta(minutes=61)
+    for outcome in Rater.Outcome.values:
+        assert exports.rater_outcome(outcome=outcome, started=now, session_minutes=None, now=now) == outcome
+        expected = "timed_out" if outcome == "in_progress" else outcome
+        assert exports.rater_outcome(outcome=outcome, started=long_ago, session_minutes=60, now=now) == expected
+    assert exports.rater_outcome(outcome="in_progress", started=long_ago, session_minutes=62, now=now) == "in_progress"
+    assert exports.rater_outcome(outcome="in_progress", started=long_ago, session_minutes=None, now=now) \
+        == "in_progress"  # no limit: an abandoned session cannot be told from a slow one
 
 
 def test_the_csv_keeps_the_earlier_columns_first_and_adds_every_recorded_field(ended, admin_client):

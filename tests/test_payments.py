@@ -40,12 +40,13 @@ def paid() -> Experiment:
         for k, fooled in enumerate(fooled_by_catch):
             trial(rater, catch[k], Trial.Kind.CATCH, fooled)
         if minutes is not None:
-            Rater.objects.filter(pk=rater.pk).update(finished=start + timedelta(minutes=minutes))
+            outcome = Rater.Outcome.COMPLETED_FLAGGED if fields.get("flagged") else Rater.Outcome.COMPLETED
+            Rater.objects.filter(pk=rater.pk).update(finished=start + timedelta(minutes=minutes), outcome=outcome)
         return rater
 
     participant("ann", 10, [False, False])
     participant("bob", 12, [True, True], flagged=True)
-    cy = Rater.objects.create(experiment=experiment, external_id="cy", declined=start)
+    cy = Rater.objects.create(experiment=experiment, external_id="cy", declined=start, outcome=Rater.Outcome.DECLINED)
     Rater.objects.filter(pk=cy.pk).update(started=start)
     dee = participant("dee", None, [])
     Trial.objects.filter(rater=dee).update(answered=start + timedelta(minutes=3))

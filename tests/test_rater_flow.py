@@ -414,7 +414,8 @@ def test_a_flagged_participant_gets_the_flagged_code_where_the_experiment_has_on
         start(client, experiment, PROLIFIC_PID=pid, STUDY_ID="s-1", SESSION_ID=f"x-{pid}")
         run_session(client, experiment)
         # The catch rule itself is tested above; here the flag is set so that both cases occur.
-        Rater.objects.filter(external_id=pid).update(flagged=flagged)
+        outcome = Rater.Outcome.COMPLETED_FLAGGED if flagged else Rater.Outcome.COMPLETED
+        Rater.objects.filter(external_id=pid).update(flagged=flagged, outcome=outcome)
         locations[pid] = client.get(reverse("vtt:done", args=[experiment.slug]))["Location"]
     assert locations["p-1"] == "https://app.prolific.com/submissions/complete?cc=FLAG99"
     assert locations["p-2"] == "https://app.prolific.com/submissions/complete?cc=C0DE42"
@@ -423,6 +424,6 @@ def test_a_flagged_participant_gets_the_flagged_code_where_the_experiment_has_on
     client = Client()
     start(client, experiment)
     run_session(client, experiment)
-    Rater.objects.filter(external_id="").update(flagged=True)
+    Rater.objects.filter(external_id="").update(flagged=True, outcome=Rater.Outcome.COMPLETED_FLAGGED)
     assert "FLAG99" in client.get(reverse("vtt:done", args=[experiment.slug])).content.decode()
     assert "FLAG99" in client.get(reverse("vtt:landing", args=[experiment.slug])).content.decode()

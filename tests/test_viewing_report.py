@@ -116,7 +116,9 @@ def test_the_admin_puts_the_new_experiment_fields_in_fieldsets(admin_client):
     fieldsets = dict(site._registry[Experiment].fieldsets)
     assert fieldsets["Timing"]["fields"] == ["timing", "exposure_ms"]
     assert fieldsets["Display and devices"]["fields"] == ["display_size", "allow_mobile", "require_fullscreen"]
-    assert "no_consent_code" in fieldsets["Panel and completion"]["fields"]
+    panel = next(options["fields"] for name, options in fieldsets.items() if (name or "").startswith("Panel and outcomes"))
+    assert {"no_consent_code", "catch_fail_action", "screened_out_code", "no_pairs_code", "returned_code",
+            "timed_out_code", "session_minutes"} <= set(panel)
     named = [f for _, options in site._registry[Experiment].fieldsets for f in options["fields"]]
     assert len(named) == len(set(named))
     html = admin_client.get(reverse("admin:vtt_experiment_add")).content.decode()

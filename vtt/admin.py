@@ -18,8 +18,10 @@ class ExperimentAdmin(admin.ModelAdmin):
                                "catch_fail_threshold", "lease_seconds"]}),
         ("Timing", {"fields": ["timing", "exposure_ms"]}),
         ("Display and devices", {"fields": ["display_size", "allow_mobile", "require_fullscreen"]}),
-        ("Panel and completion", {"fields": ["panel", "participant_param", "completion_code", "flagged_code", "no_consent_code",
-                                             "completion_url"]}),
+        ("Panel and outcomes (each outcome's code, or for a custom panel its URL)", {"fields": [
+            "panel", "participant_param", "completion_url", "completion_code", "flagged_code", "catch_fail_action",
+            "screened_out_code", "no_consent_code", "no_pairs_code", "returned_code", "timed_out_code",
+            "session_minutes"]}),
         ("Pay sheet (bonus rule)", {"fields": ["bonus_amount", "bonus_min_catch_accuracy"]}),
         ("Stopping rule (pre-registered)", {"fields": ["precision_target", "look_every", "max_looks"]}),
         ("Images", {"fields": ["split", "image_size", "preprocessing", "created"]}),
@@ -77,9 +79,9 @@ class ColorizationAdmin(admin.ModelAdmin):
 
 @admin.register(Rater)
 class RaterAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "experiment", "external_id", "method", "started", "finished", "declined", "flagged",
-                    "pilot"]
-    list_filter = ["experiment", "flagged", "pilot", ("declined", admin.EmptyFieldListFilter)]
+    list_display = ["__str__", "experiment", "external_id", "method", "started", "finished", "outcome", "declined",
+                    "flagged", "pilot"]
+    list_filter = ["experiment", "outcome", "flagged", "pilot", ("declined", admin.EmptyFieldListFilter)]
     search_fields = ["external_id", "token"]
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import timedelta
 from typing import IO, Iterable, Iterator
 
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
 
-from .models import Experiment, Trial
+from .models import Experiment, Rater, Trial
 
 # The viewing conditions a rater's browser reported (`Rater.viewing`, see vtt.services.clean_viewing).
 VIEWING_KEYS = [
@@ -39,29 +41,19 @@ CHUNK_ROWS = 2000
 BUFFER_CHARS = 64 * 1024
 
 
-class Outcome:
-    """How a rater's session ended, derived from the rater's recorded fields by `rater_outcome`."""
-
-    COMPLETED = "completed"
-    COMPLETED_FLAGGED = "completed_flagged"
-    DECLINED = "declined"
-    IN_PROGRESS = "in_progress"
+# How a rater's session ended (stored on the rater when it ends: `vtt.services`).
+Outcome = Rater.Outcome
 
 
-def rater_outcome(*, declined, finished, flagged: bool) -> str:
-    """A rater's outcome from ``Rater.declined``, ``Rater.finished`` and ``Rater.flagged``.
-
-    ``declined`` (a date) wins: a rater who declined consent never saw a trial. Then a
-    finished session is ``completed``, or ``completed_flagged`` when the catch trials
-    flagged the rater (`Experiment.catch_fail_threshold`). Any other session has not
-    ended: ``in_progress`` (it may also have been abandoned; the platform records no
-    time-out or return, so it cannot tell the two apart).
+def rater_outcome(*, outcome: str, started, session_minutes: int | None, now) -> str:
+    """A rater's outcome as of ``now``: the stored ``Rater.outcome``, except that a session still in progress past
+    the experiment's ``session_minutes`` is ``timed_out`` (the service records that only when the participant comes
+    back; one who never does has timed out all the same). Without a limit, an abandoned session stays
+    ``in_progress``: nothing tells it apart from a slow one.
     """
-    if declined is not None:
-        return Outcome.DECLINED
-    if finished is not None:
-        return Outcome.COMPLETED_FLAGGED if flagged else Outcome.COMPLETED
-    return Outcome.IN_PROGRESS
+    if outcome == Outcome.IN_PROGRESS and session_minutes and started + timedelta(minutes=session_minutes) < now:
+        return Outcome.TIMED_OUT
+    return outcome
 
 
 def _iso(value) -> str | None:
@@ -81,12 +73,13 @@ def trial_rows(*, experiment: Experiment, chunk_size: int | None = None) -> Iter
     of their rows: the panel's ids (``external_id``, ``study_id``, ``session_id``;
     "" without a panel), ``declined``, ``user_agent``, the viewing conditions of
     `VIEWING_KEYS` (None where not reported), ``pilot`` (started while the experiment
-    was in pilot), ``outcome`` (`rater_outcome`), ``rater_started`` and
+    was in pilot), ``outcome`` (`rater_outcome`: the stored outcome, time-outs included), ``rater_started`` and
     ``rater_finished`` (ISO 8601, None while in progress). Raters who declined consent
     have no trials, so they never appear here (``declined`` is False on every row);
     the staff summary counts them (`vtt.selectors.experiment_summary`), lists them
     (`vtt.selectors.rater_viewing`) and the pay sheet has them (`vtt.payments`).
     """
+    now = timezone.now()
     trials = (
         Trial.objects.filter(rater__experiment=experiment)
         .order_by("rater__started", "rater_id", "position")
@@ -96,13 +89,13 @@ def trial_rows(*, experiment: Experiment, chunk_size: int | None = None) -> Iter
             "colorization__method__name", "real_side", "choice", "counted", "shown", "answered", "response_ms",
             "exposure_ms", "display_px", "focus_lost", "fullscreen", "rater__declined", "rater__user_agent",
             "rater__viewing", "rater__study_id", "rater__session_id", "rater__pilot", "rater__started",
-            "rater__finished",
+            "rater__finished", "rater__outcome",
         )
         .iterator(chunk_size=chunk_size or CHUNK_ROWS)
     )
     for (rater, external_id, flagged, position, kind, image, class_index, method, real_side, choice, counted,
          shown, answered, response_ms, exposure_ms, display_px, focus_lost, fullscreen, declined, user_agent,
-         viewing, study_id, session_id, pilot, started, finished) in trials:
+         viewing, study_id, session_id, pilot, started, finished, outcome) in trials:
         viewing = viewing if isinstance(viewing, dict) else {}
         yield {
             "experiment": experiment.slug, "rater": rater, "external_id": external_id, "flagged": flagged,
@@ -114,7 +107,8 @@ def trial_rows(*, experiment: Experiment, chunk_size: int | None = None) -> Iter
             "focus_lost": focus_lost, "fullscreen": fullscreen, "declined": declined is not None,
             "user_agent": user_agent, **{key: viewing.get(key) for key in VIEWING_KEYS},
             "study_id": study_id, "session_id": session_id, "pilot": pilot,
-            "outcome": rater_outcome(declined=declined, finished=finished, flagged=flagged),
+            "outcome": rater_outcome(outcome=outcome, started=started, session_minutes=experiment.session_minutes,
+                                     now=now),
             "rater_started": _iso(started), "rater_finished": _iso(finished),
         }
 

@@ -5,11 +5,13 @@ Writes happen in `vtt.services` and `vtt.generation`; views and commands call th
 """
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 
 
@@ -28,6 +30,19 @@ def new_completion_code() -> str:
     return "C" + secrets.token_hex(4).upper()
 
 
+_CODE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def validate_outcome_code(value: str) -> None:
+    """An outcome's code: 1 to 64 letters, digits, '-' or '_' (Prolific's codes), or an http(s) URL, a panel's
+    own address for that outcome, where the participant is sent as it is."""
+    if value and not _CODE.fullmatch(value):
+        if not value.startswith(("https://", "http://")):
+            raise ValidationError(
+                f"{value!r} is neither a code (1 to 64 letters, digits, '-' or '_') nor an http(s) URL")
+        URLValidator(schemes=["http", "https"])(value)
+
+
 class Experiment(models.Model):
     class State(models.TextChoices):
         DRAFT = "draft", "draft (being prepared)"
@@ -39,6 +54,10 @@ class Experiment(models.Model):
     class Design(models.TextChoices):
         MIXED = "mixed", "each rater sees all methods, evenly mixed"
         SINGLE = "single", "each rater sees a single method (Zhang et al. 2016)"
+
+    class CatchFailAction(models.TextChoices):
+        FLAG = "flag", "let them finish; the flagged code (or the completion code)"
+        SCREEN_OUT = "screen_out", "screen out at once, with the screened-out code"
 
     class Panel(models.TextChoices):
         NONE = "none", "no panel: anonymous raters, completion code shown"
@@ -89,6 +108,7 @@ class Experiment(models.Model):
     exposure_ms = models.PositiveIntegerField(
         null=True,
         blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(600_000)],
         help_text="Fixed timing: hide the pair after this many milliseconds (Zhang et al. 2016: 1000); empty: no limit.",
     )
     timing = models.CharField(
@@ -113,18 +133,52 @@ class Experiment(models.Model):
         help_text="Custom panel: the URL parameter that carries the participant id, e.g. 'workerId'.",
     )
     completion_code = models.CharField(
-        max_length=64, blank=True, help_text="Shown to raters who finish, or sent to the panel, e.g. 'C1A2B3C4'."
+        max_length=500, blank=True, validators=[validate_outcome_code],
+        help_text="Outcome 'completed': the code shown to raters who finish, or sent to the panel, e.g. 'C1A2B3C4' "
+        "(or, for a custom panel, an https URL to send them to).",
     )
     flagged_code = models.CharField(
-        max_length=64, blank=True,
-        help_text="The code for a participant who finished but failed too many catch trials (Prolific: a second "
-        "completion code of the study, so that you review them before approving); sent like the completion "
-        "code. Empty: they get the completion code like everyone.",
+        max_length=500, blank=True, validators=[validate_outcome_code],
+        help_text="Outcome 'completed_flagged': the code for a participant who finished but failed too many catch "
+        "trials (Prolific: a second completion code of the study, so that you review them before approving); "
+        "sent like the completion code. Empty: they get the completion code like everyone.",
+    )
+    catch_fail_action = models.CharField(
+        max_length=12, choices=CatchFailAction.choices, default=CatchFailAction.FLAG,
+        help_text="What happens to a participant who fails too many catch trials: 'flag' lets them finish and "
+        "gives the flagged code; 'screen_out' ends the session at the answer that makes the rule certain to be "
+        "broken, with the screened-out code (Prolific's in-study screening).",
+    )
+    screened_out_code = models.CharField(
+        max_length=500, blank=True, validators=[validate_outcome_code],
+        help_text="Outcome 'screened_out' (catch_fail_action 'screen_out'): the panel's screen-out code (Prolific: "
+        "the study's screened-out completion code). Required with a panel when screening out.",
     )
     no_consent_code = models.CharField(
-        max_length=64, blank=True,
-        help_text="The panel's code for a participant who does not consent (Prolific: the study's no-consent "
-        "completion code); sent to the panel like the completion code. Empty: the page just thanks them.",
+        max_length=500, blank=True, validators=[validate_outcome_code],
+        help_text="Outcome 'declined': the panel's code for a participant who does not consent (Prolific: the "
+        "study's no-consent completion code); sent to the panel like the completion code. Empty: the page just "
+        "thanks them.",
+    )
+    no_pairs_code = models.CharField(
+        max_length=500, blank=True, validators=[validate_outcome_code],
+        help_text="Outcome 'no_pairs': the code for a participant for whom no pair was left to rate (every place "
+        "taken) before any scored trial. Empty: the page asks them to return the study.",
+    )
+    returned_code = models.CharField(
+        max_length=500, blank=True, validators=[validate_outcome_code],
+        help_text="Outcome 'returned': the code for a participant who chose 'Stop taking part' during the session. "
+        "Empty: the page asks them to return the study on the panel.",
+    )
+    timed_out_code = models.CharField(
+        max_length=500, blank=True, validators=[validate_outcome_code],
+        help_text="Outcome 'timed_out': the code for a participant whose session ran past session_minutes. Empty: "
+        "the page asks them to return the study on the panel.",
+    )
+    session_minutes = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
+        help_text="A session not finished this many minutes after it started times out (outcome 'timed_out'): "
+        "its pending places go back to the pool. Empty: no limit (Prolific times out on its side anyway).",
     )
     completion_url = models.URLField(
         blank=True, max_length=500,
@@ -183,20 +237,62 @@ class Experiment(models.Model):
     def __str__(self) -> str:
         return self.slug
 
-    def code_for(self, rater: "Rater") -> str:
-        """The code a finished `rater` gets: the flagged code for a flagged rater, where there is one, else the
-        completion code."""
-        return self.flagged_code if rater.flagged and self.flagged_code else self.completion_code
+    # The code field of each outcome that ends a session (`Rater.Outcome`); in progress has none.
+    OUTCOME_CODES = {
+        "completed": "completion_code", "completed_flagged": "flagged_code", "screened_out": "screened_out_code",
+        "declined": "no_consent_code", "no_pairs": "no_pairs_code", "returned": "returned_code",
+        "timed_out": "timed_out_code",
+    }
+
+    def code_for(self, rater: "Rater", outcome: str | None = None) -> str:
+        """The code (or the panel's URL) of the rater's ``outcome`` (default: the rater's own): the outcome's code
+        field, `OUTCOME_CODES`; a flagged participant without a flagged code gets the completion code. "" where
+        the outcome has no code."""
+        outcome = outcome or rater.outcome
+        if outcome == "completed_flagged" and not self.flagged_code:
+            outcome = "completed"
+        field = self.OUTCOME_CODES.get(outcome)
+        return getattr(self, field) if field else ""
+
+    def outcome_problems(self) -> dict[str, str]:
+        """What the panel lacks to send each participant back with their outcome, by field (empty: nothing).
+
+        Prolific needs its completion code and takes codes, not URLs; a custom panel needs a completion URL (or
+        a URL as the completion code); screening out with a panel needs the screen-out code, or the screened-out
+        participants could not be paid for what they did.
+        """
+        problems = {}
+        if self.panel == self.Panel.PROLIFIC:
+            if not self.completion_code:
+                problems["completion_code"] = ("Prolific needs the study's completion code, or participants who "
+                                               "finish cannot submit.")
+            for field in self.OUTCOME_CODES.values():
+                if getattr(self, field).startswith(("http://", "https://")):
+                    problems[field] = "Prolific takes completion codes, not URLs."
+        if self.panel == self.Panel.CUSTOM and not self.completion_url \
+                and not self.completion_code.startswith(("http://", "https://")):
+            problems["completion_url"] = ("A custom panel needs a completion URL ('{code}' is replaced by the code) or "
+                                          "a URL as the completion code.")
+        if self.catch_fail_action == self.CatchFailAction.SCREEN_OUT and self.panel != self.Panel.NONE \
+                and not self.screened_out_code:
+            problems["screened_out_code"] = ("Screening out needs the panel's screen-out code (Prolific: the study's "
+                                             "screened-out completion code).")
+        return problems
 
     def clean(self) -> None:
-        """A precision target needs a look schedule, and a schedule a target."""
-        from django.core.exceptions import ValidationError
-
+        """A precision target needs a look schedule, and a schedule a target; the panel needs its codes
+        (`outcome_problems`); the staircase takes no fixed exposure."""
         super().clean()
+        problems = self.outcome_problems()
         if (self.precision_target is None) != (self.look_every is None):
             missing = "look_every" if self.look_every is None else "precision_target"
-            raise ValidationError({missing: "The stopping rule needs both a precision target and a look schedule "
-                                            "(look_every); leave both empty for no rule."})
+            problems[missing] = ("The stopping rule needs both a precision target and a look schedule "
+                                 "(look_every); leave both empty for no rule.")
+        if self.timing == self.Timing.STAIRCASE and self.exposure_ms is not None:
+            problems["exposure_ms"] = ("The staircase sets each exposure itself: leave exposure_ms empty with "
+                                       "staircase timing.")
+        if problems:
+            raise ValidationError(problems)
 
     @property
     def shown_size(self) -> int:
@@ -310,6 +406,16 @@ class Colorization(models.Model):
 class Rater(models.Model):
     """A person taking an experiment, anonymous or identified by a panel's participant id."""
 
+    class Outcome(models.TextChoices):
+        IN_PROGRESS = "in_progress", "in progress (or abandoned)"
+        COMPLETED = "completed", "completed"
+        COMPLETED_FLAGGED = "completed_flagged", "completed, flagged by the catch trials"
+        SCREENED_OUT = "screened_out", "screened out by the catch trials during the session"
+        DECLINED = "declined", "declined consent"
+        NO_PAIRS = "no_pairs", "no pair left to rate"
+        RETURNED = "returned", "stopped taking part during the session"
+        TIMED_OUT = "timed_out", "timed out (session_minutes)"
+
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="raters")
     token = models.CharField(max_length=32, unique=True, default=new_token, editable=False)
     external_id = models.CharField(max_length=200, blank=True, help_text="e.g. PROLIFIC_PID.")
@@ -333,7 +439,13 @@ class Rater(models.Model):
     declined = models.DateTimeField(
         null=True, blank=True, help_text="Did not consent: the session ended before any trial, taking no place."
     )
-    finished = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(
+        null=True, blank=True, help_text="When the session ended, whatever its outcome (declining aside)."
+    )
+    outcome = models.CharField(
+        max_length=20, choices=Outcome.choices, default=Outcome.IN_PROGRESS,
+        help_text="How the session ended, set when it ended; each outcome has its own code (Experiment.OUTCOME_CODES).",
+    )
     flagged = models.BooleanField(default=False, help_text="Failed too many catch trials.")
     pilot = models.BooleanField(
         default=False, help_text="Started while the experiment was in pilot: left out of the main report unless "

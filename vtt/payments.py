@@ -7,8 +7,12 @@ here writes to the database: approving and paying happen on the panel.
 Who is approved: participants whose outcome is ``completed`` (finished, not flagged by
 the catch trials). Flagged participants (``completed_flagged``) are left out of the
 approval file so that the experimenter reviews them on the panel (approve, or reject
-under the panel's attention-check rules); declined and in-progress participants have
-no submission to approve (Prolific has them return or time out).
+under the panel's attention-check rules). The other outcomes are not approved from
+here: ``screened_out`` participants are paid by the panel's screening rules (Prolific
+pays its fixed screen-out amount when they submit the screened-out code), and
+``no_pairs``, ``returned``, ``timed_out``, ``declined`` and ``in_progress`` ones
+submitted no completed study; each has its own code (`Experiment.OUTCOME_CODES`) so the
+panel lists them apart, and the sheet says how each ended.
 
 The bonus rule is the experiment's: `Experiment.bonus_amount` to each participant who
 completed, was not flagged and whose catch-trial accuracy is at least
@@ -27,6 +31,7 @@ from decimal import Decimal
 from typing import IO, Iterable
 
 from django.db.models import Count, F, Max, Q
+from django.utils import timezone
 
 from .exports import Outcome, csv_cell, rater_outcome
 from .models import Experiment, Rater, Trial
@@ -78,12 +83,13 @@ def pay_sheet(*, experiment: Experiment) -> list[dict]:
         )
         .order_by("started", "id")
         .values_list("token", "external_id", "study_id", "session_id", "started", "finished", "declined", "flagged",
-                     "pilot", "n_answered", "n_catch", "n_catch_right", "last_answer")
+                     "pilot", "n_answered", "n_catch", "n_catch_right", "last_answer", "outcome")
     )
     rows = []
+    now = timezone.now()
     for (token, external_id, study_id, session_id, started, finished, declined, flagged, pilot, n_answered, n_catch,
-         n_catch_right, last_answer) in raters:
-        outcome = rater_outcome(declined=declined, finished=finished, flagged=flagged)
+         n_catch_right, last_answer, outcome) in raters:
+        outcome = rater_outcome(outcome=outcome, started=started, session_minutes=experiment.session_minutes, now=now)
         accuracy = round(n_catch_right / n_catch, 4) if n_catch else None
         seconds = session_seconds(started, finished, last_answer)
         bonus = _bonus(experiment, outcome, accuracy)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from operator import itemgetter
 from statistics import median
 
@@ -161,6 +162,16 @@ def experiment_summary(*, experiment: Experiment) -> dict:
     }
 
 
+def outcome_counts(*, experiment: Experiment) -> dict[str, int]:
+    """How many participants' sessions ended each way (`vtt.exports.rater_outcome`: time-outs included), in the
+    order of `Rater.Outcome`, the outcomes nobody reached left out."""
+    now = timezone.now()
+    counts = Counter(
+        rater_outcome(outcome=outcome, started=started, session_minutes=experiment.session_minutes, now=now)
+        for outcome, started in Rater.objects.filter(experiment=experiment).values_list("outcome", "started"))
+    return {outcome: counts[outcome] for outcome in Rater.Outcome.values if counts[outcome]}
+
+
 def rater_times(*, experiment: Experiment) -> list[dict]:
     """Time on task per rater who consented, in order of starting: one query.
 
@@ -175,12 +186,14 @@ def rater_times(*, experiment: Experiment) -> list[dict]:
         Rater.objects.filter(experiment=experiment, declined__isnull=True)
         .annotate(last_answer=Max("trials__answered"))
         .order_by("started", "id")
-        .values_list("id", "token", "external_id", "started", "finished", "flagged", "pilot", "last_answer")
+        .values_list("id", "token", "external_id", "started", "finished", "outcome", "pilot", "last_answer")
     )
+    now = timezone.now()
     return [{"rater_id": rater_id, "rater": external_id or token[:8], "pilot": pilot,
-             "outcome": rater_outcome(declined=None, finished=finished, flagged=flagged),
+             "outcome": rater_outcome(outcome=outcome, started=started, session_minutes=experiment.session_minutes,
+                                      now=now),
              "seconds": session_seconds(started, finished, last_answer)}
-            for rater_id, token, external_id, started, finished, flagged, pilot, last_answer in rows]
+            for rater_id, token, external_id, started, finished, outcome, pilot, last_answer in rows]
 
 
 def session_seconds(started, finished, last_answer) -> float | None:
@@ -301,11 +314,12 @@ def pending_image(*, rater_tokens: list[str], name: str) -> str | None:
 
     Every trial has its own two image names (`Trial.left_image`, `Trial.right_image`):
     one that names another rater's trial, an answered trial, or no trial at all gives
-    None, as does a rater who declined.
+    None, as does a rater who declined or whose session ended (screened out, returned,
+    timed out: their pending trials are never answered).
     """
     trial = (
         Trial.objects.filter(Q(left_image=name) | Q(right_image=name), rater__token__in=rater_tokens,
-                             answered__isnull=True, rater__declined__isnull=True)
+                             answered__isnull=True, rater__declined__isnull=True, rater__finished__isnull=True)
         .values_list("left_image", "real_side", "colorization__file", "colorization__image__real_file")
         .first()
     )

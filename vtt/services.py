@@ -125,8 +125,12 @@ def _transition(experiment: Experiment, to: str) -> Experiment:
 
 
 def _check_ready(experiment: Experiment) -> None:
-    """What raters need before any starts: a catch method if catch trials are asked for, pairs to rate, none of
-    two identical images."""
+    """What raters need before any starts: the panel's codes, a catch method if catch trials are asked for, pairs
+    to rate, none of two identical images."""
+    problems = experiment.outcome_problems()
+    if problems:
+        raise TrialRejected(f"experiment {experiment.slug!r} cannot send participants back to its panel: "
+                            + "; ".join(f"{field}: {message}" for field, message in sorted(problems.items())))
     if experiment.catch_trial_rate > 0 and not experiment.methods.filter(role=Method.Role.CATCH).exists():
         raise TrialRejected(
             f"experiment {experiment.slug!r} asks for catch trials (rate {experiment.catch_trial_rate}) but has "
@@ -303,7 +307,7 @@ def experiment_set_state(*, experiment: Experiment, state: str):
 # --- raters ------------------------------------------------------------------------------
 
 
-def _plan(experiment: Experiment) -> list[list[str]]:
+def session_plan(experiment: Experiment) -> list[list[str]]:
     """[kind, real side] for each position of a new session; see the module docstring.
 
     ``trials_per_rater`` counts every trial after the practice, catch trials included,
@@ -435,6 +439,15 @@ def rater_start(
             raise TrialRejected(
                 "This study needs a desktop or laptop computer: it cannot be taken on a phone or tablet.", status=403
             )
+        method = _single_method(experiment) if experiment.design == Experiment.Design.SINGLE else None
+        free = _free_slots(experiment, timezone.now())
+        if not (free.filter(colorization__method=method) if method else free).exists():
+            # Every place is taken: the participant is told at once, with the no-pairs code, not after the practice.
+            return Rater.objects.create(
+                experiment=experiment, external_id=external_id, study_id=study_id, session_id=session_id,
+                user_agent=user_agent[:400], viewing=viewing, plan=[], pilot=pilot, finished=timezone.now(),
+                outcome=Rater.Outcome.NO_PAIRS,
+            )
         rater = Rater.objects.create(
             experiment=experiment,
             external_id=external_id,
@@ -442,8 +455,8 @@ def rater_start(
             session_id=session_id,
             user_agent=user_agent[:400],
             viewing=viewing,
-            plan=_plan(experiment),
-            method=_single_method(experiment) if experiment.design == Experiment.Design.SINGLE else None,
+            plan=session_plan(experiment),
+            method=method,
             pilot=pilot,
         )
         return rater
@@ -472,12 +485,13 @@ def rater_decline(
             if rater.trials.exists():
                 raise TrialRejected("you have already started this study: close the tab to stop", status=409)
             rater.declined, rater.plan, rater.method = timezone.now(), [], None
-            rater.save(update_fields=["declined", "plan", "method"])
+            rater.outcome = Rater.Outcome.DECLINED
+            rater.save(update_fields=["declined", "plan", "method", "outcome"])
             return rater
         return Rater.objects.create(
             experiment=experiment, external_id=external_id, study_id=study_id, session_id=session_id,
             user_agent=user_agent[:400], viewing=clean_viewing(viewing), plan=[], declined=timezone.now(),
-            pilot=experiment.state == Experiment.State.PILOT,
+            pilot=experiment.state == Experiment.State.PILOT, outcome=Rater.Outcome.DECLINED,
         )
 
 
@@ -604,10 +618,37 @@ def _exposure(experiment: Experiment, rows: list[dict], row: dict) -> int | None
     return staircase.next_exposure(answers)
 
 
-def _finish(rater: Rater) -> None:
-    if rater.finished is None:
-        rater.finished = timezone.now()
-        rater.save(update_fields=["finished"])
+def _end(rater: Rater, outcome: str, now, *, release_filled: bool = False) -> None:
+    """End the rater's session with ``outcome`` at ``now``, giving back the places its pending trials lease.
+
+    With ``release_filled`` (a participant screened out) the places its answers filled go back to the pool too,
+    and those answers are kept with ``counted`` False: the pairs get their K answers from raters who passed.
+    """
+    places = Slot.objects.filter(trial__rater=rater)
+    if release_filled:
+        Trial.objects.filter(rater=rater, kind=Trial.Kind.SCORED, counted=True).update(counted=False)
+    else:
+        places = places.filter(filled=False)
+    places.update(trial=None, filled=False, lease_expires=None)
+    Trial.objects.filter(rater=rater, answered__isnull=True).update(lease_expires=None)
+    rater.finished, rater.outcome = now, outcome
+    rater.save(update_fields=["finished", "outcome"])
+
+
+def _timed_out(rater: Rater, now) -> bool:
+    """The rater's session has run past the experiment's ``session_minutes``."""
+    minutes = rater.experiment.session_minutes
+    return bool(minutes) and now > rater.started + timedelta(minutes=minutes)
+
+
+def screened_out_by_catch(rows: list[dict], plan: list, threshold: float) -> bool:
+    """The catch rule is certain to flag the rater: the catch trials failed so far exceed ``threshold`` of the
+    session's planned catch trials, so that even all the others right would leave the rater flagged
+    (`evaluation.quality`'s rule on the whole session, ``n_failed / n_catch > threshold``)."""
+    planned = sum(kind == Trial.Kind.CATCH for kind, _ in plan)
+    failed = sum(row["kind"] == Trial.Kind.CATCH and bool(row["choice"]) and row["choice"] != row["real_side"]
+                 for row in rows)
+    return planned > 0 and failed / planned > threshold
 
 
 def _locked(rater: Rater) -> Rater:
@@ -645,7 +686,14 @@ def _next(rater: Rater, rows: list[dict], *, ahead: int, renew: bool, now) -> li
         rows.append(row)  # later assignments must not show its image again
         shown.append(row)
     if not shown:
-        _finish(rater)
+        if rater.finished is None:
+            if not any(row["kind"] == Trial.Kind.SCORED for row in rows):
+                outcome = Rater.Outcome.NO_PAIRS  # no pair was left for this rater: nothing of theirs is scored
+            elif flagged_by_catch(rows, experiment.catch_fail_threshold):
+                outcome = Rater.Outcome.COMPLETED_FLAGGED
+            else:
+                outcome = Rater.Outcome.COMPLETED
+            _end(rater, outcome, now)
     elif shown[0]["exposure_ms"] is None:
         exposure = _exposure(experiment, rows, shown[0])
         if exposure is not None:
@@ -668,7 +716,24 @@ def trial_next(*, rater: Rater, ahead: int = 1, renew: bool = False) -> list[Sho
             raise TrialRejected("you chose not to take part in this study", status=403)
         if rater.finished is not None:
             return []
-        return _next(rater, _rows(rater), ahead=ahead, renew=renew, now=timezone.now())
+        now = timezone.now()
+        if _timed_out(rater, now):
+            _end(rater, Rater.Outcome.TIMED_OUT, now)
+            return []
+        return _next(rater, _rows(rater), ahead=ahead, renew=renew, now=now)
+
+
+def rater_return(*, rater: Rater) -> Rater:
+    """The participant stops taking part during the session ("Stop taking part"): outcome ``returned``.
+
+    Their answers are kept and count; the places their pending trials lease go back to the
+    pool. A session that has already ended is left as it is (a repeated click changes nothing).
+    """
+    with transaction.atomic():
+        rater = _locked(rater)
+        if rater.declined is None and rater.finished is None:
+            _end(rater, Rater.Outcome.RETURNED, timezone.now())
+        return rater
 
 
 def _fill(row: dict, colorization_id: int, experiment: Experiment, now) -> bool:
@@ -685,7 +750,7 @@ def _fill(row: dict, colorization_id: int, experiment: Experiment, now) -> bool:
     return False
 
 
-def _flagged(rows: list[dict], threshold: float) -> bool:
+def flagged_by_catch(rows: list[dict], threshold: float) -> bool:
     """The exclusion rule of `evaluation.quality` on this rater's answered catch trials."""
     catch = [row for row in rows if row["kind"] == Trial.Kind.CATCH and row["choice"]]
     if not catch:
@@ -763,6 +828,8 @@ def trial_answer(
                 pending = [_shown(r, rater.plan) for r in rows if r["answered"] is None]
                 return Answer(row["kind"], choice, row["real_side"], duplicate=True, pending=pending)
             raise TrialRejected("this trial was already answered", status=409)
+        if rater.finished is not None:
+            raise TrialRejected("this session has ended", status=409)
         if any(r["answered"] is None and r["position"] < row["position"] for r in rows):
             raise TrialRejected("answer the trials in order", status=409)
         counted = False
@@ -774,9 +841,18 @@ def trial_answer(
             focus_lost=_flag(focus_lost), fullscreen=_flag(fullscreen),
         )
         row.update(choice=choice, answered=now)
+        experiment = rater.experiment
         if row["kind"] == Trial.Kind.CATCH:
-            flagged = _flagged(rows, rater.experiment.catch_fail_threshold)
+            flagged = flagged_by_catch(rows, experiment.catch_fail_threshold)
             if flagged != rater.flagged:
+                rater.flagged = flagged
                 Rater.objects.filter(pk=rater.pk).update(flagged=flagged)
+            if experiment.catch_fail_action == Experiment.CatchFailAction.SCREEN_OUT \
+                    and screened_out_by_catch(rows, rater.plan, experiment.catch_fail_threshold):
+                _end(rater, Rater.Outcome.SCREENED_OUT, now, release_filled=True)
+                return Answer(row["kind"], choice, row["real_side"], duplicate=False, pending=[])
+        if _timed_out(rater, now) and row["position"] < len(rater.plan):  # kept; the session ends, not goes on
+            _end(rater, Rater.Outcome.TIMED_OUT, now)
+            return Answer(row["kind"], choice, row["real_side"], duplicate=False, pending=[])
         pending = _next(rater, rows, ahead=ahead, renew=False, now=now)
         return Answer(row["kind"], choice, row["real_side"], duplicate=False, pending=pending)

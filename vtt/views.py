@@ -8,7 +8,7 @@ like every other trial; only practice answers get feedback.
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -19,7 +19,7 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import exports, payments, planning, report, report_html, selectors, services
+from . import exports, payments, planning, preview, report, report_html, selectors, services
 from .models import Experiment, Rater, Trial, pairs_dir
 
 _IMAGE_NAME = re.compile(r"^[0-9a-f]{32}\.jpg$")
@@ -37,6 +37,11 @@ def _session_key(experiment: Experiment) -> str:
 def _current_rater(request: HttpRequest, experiment: Experiment) -> Rater | None:
     token = request.session.get(_session_key(experiment))
     return Rater.objects.filter(experiment=experiment, token=token).select_related("experiment").first() if token else None
+
+
+def _urls(slug: str) -> dict[str, str]:
+    """The addresses the rater's pages post to and go to (a preview has its own: `vtt.preview`)."""
+    return {name: reverse(f"vtt:{name}", args=[slug]) for name in ("start", "decline", "trial", "answer", "done", "stop")}
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -110,7 +115,8 @@ def landing(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "vtt/landing.html",
-        {"experiment": experiment, "hidden": hidden, "returning": returning,
+        {"experiment": experiment, "hidden": hidden, "returning": returning, "urls": _urls(slug),
+         "outcome": returning.outcome if returning is not None else "",
          "code": experiment.code_for(returning) if returning is not None else ""},
     )
 
@@ -127,7 +133,7 @@ def start(request: HttpRequest, slug: str) -> HttpResponse:
         except services.TrialRejected as exc:
             return _rejected(request, exc)
         request.session[_session_key(experiment)] = rater.token
-    if rater.finished is not None:
+    if rater.finished is not None:  # finished, or no pair left for a new rater: the outcome's code
         return redirect("vtt:done", slug=slug)
     return redirect("vtt:trial", slug=slug)
 
@@ -146,11 +152,7 @@ def decline(request: HttpRequest, slug: str) -> HttpResponse:
     except services.TrialRejected as exc:
         return _rejected(request, exc)
     request.session[_session_key(experiment)] = rater.token
-    if experiment.no_consent_code and rater.external_id:
-        back = _back_to_panel(experiment, experiment.no_consent_code)
-        if back is not None:
-            return back
-    return render(request, "vtt/declined.html", {"experiment": experiment})
+    return _ended(request, experiment, rater)
 
 
 @require_GET
@@ -166,10 +168,16 @@ def trial(request: HttpRequest, slug: str) -> HttpResponse:
     if not pending:
         return redirect("vtt:done", slug=slug)
     state = _pending_payload(pending)
+    return _trial_page(request, experiment, state, _urls(slug))
+
+
+def _trial_page(request: HttpRequest, experiment: Experiment, state: dict, urls: dict, *,
+                preview: dict | None = None) -> HttpResponse:
+    """The trial page of `state` (its current and next trials), posting to ``urls``; a preview's too."""
     state.update(size=experiment.shown_size, fullscreen=experiment.require_fullscreen,
                  masks=experiment.timing == Experiment.Timing.STAIRCASE,
-                 answer_url=reverse("vtt:answer", args=[slug]), done_url=reverse("vtt:done", args=[slug]))
-    context = {"experiment": experiment, "trial": state["current"], "state": state}
+                 answer_url=urls["answer"], done_url=urls["done"])
+    context = {"experiment": experiment, "trial": state["current"], "state": state, "urls": urls, "preview": preview}
     return render(request, "vtt/trial.html", context)
 
 
@@ -207,19 +215,69 @@ def answer(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_GET
 def done(request: HttpRequest, slug: str) -> HttpResponse:
+    """Where a session that ended goes: back to the panel with its outcome's code, or a page that says how it ended."""
     experiment = get_object_or_404(Experiment, slug=slug)
     rater = _current_rater(request, experiment)
-    if rater is None or rater.finished is None:
+    if rater is None or (rater.finished is None and rater.declined is None):
         return redirect("vtt:landing", slug=slug)
+    return _ended(request, experiment, rater)
+
+
+def stop(request: HttpRequest, slug: str) -> HttpResponse:
+    """"Stop taking part": GET asks to confirm, POST ends the session as returned (its answers are kept)."""
+    experiment = get_object_or_404(Experiment, slug=slug)
+    rater = _current_rater(request, experiment)
+    if rater is None:
+        return redirect("vtt:landing", slug=slug)
+    if request.method == "POST":
+        rater = services.rater_return(rater=rater)
+    if rater.finished is not None or rater.declined is not None:
+        return _ended(request, experiment, rater)
+    if request.method != "GET":
+        return HttpResponse(status=405, headers={"Allow": "GET, POST"})
+    return render(request, "vtt/stop.html", {"experiment": experiment, "urls": _urls(slug)})
+
+
+# Outcomes that go back to the panel even without a code (a custom panel may take none).
+SENT_WITHOUT_CODE = (Rater.Outcome.COMPLETED, Rater.Outcome.COMPLETED_FLAGGED)
+
+
+def _ended(request: HttpRequest, experiment: Experiment, rater: Rater, *, preview: dict | None = None) -> HttpResponse:
+    """A session that ended: the participant goes back to the panel with the code of the rater's outcome
+    (`Experiment.code_for`), or sees a page saying how the session ended, with the code where there is one.
+
+    Sent back: a Prolific participant who came with PROLIFIC_PID (one without it gets the
+    code on the page), or a custom panel's; a finished session goes back even without a
+    code (a custom panel may need none), any other outcome only with its code, since a panel
+    takes an empty code as a completion. A decline goes back only with a panel id. In a
+    preview (``preview``: the context of `vtt.preview`) nothing is sent: the page says
+    where the participant would have gone.
+    """
+    outcome = rater.outcome
     code = experiment.code_for(rater)
-    # Prolific knows its participants by PROLIFIC_PID: one who came without it gets the code on the page.
-    anonymous_on_prolific = experiment.panel == Experiment.Panel.PROLIFIC and not rater.external_id
-    back = None if anonymous_on_prolific else _back_to_panel(experiment, code)
-    return back if back is not None else render(request, "vtt/done.html", {"experiment": experiment, "code": code})
+    identified = bool(rater.external_id) or (
+        experiment.panel == Experiment.Panel.CUSTOM and outcome != Rater.Outcome.DECLINED)
+    sent = bool(code) or outcome in SENT_WITHOUT_CODE
+    back = _back_to_panel(experiment, code) if sent and identified and preview is None else None
+    if back is not None:
+        return back
+    context = {"experiment": experiment, "code": code, "outcome": outcome, "preview": preview}
+    if preview is not None and sent:
+        panel = _back_to_panel(experiment, code)
+        context["would_go_to"] = panel["Location"] if panel is not None else ""
+    template = "vtt/declined.html" if outcome == Rater.Outcome.DECLINED else "vtt/done.html"
+    return render(request, template, context)
 
 
 def _back_to_panel(experiment: Experiment, code: str) -> HttpResponse | None:
-    """The redirect that takes a participant back to the experiment's panel with ``code``; None without a panel."""
+    """The redirect that takes a participant back to the experiment's panel with ``code``; None without a panel.
+
+    A code that is an http(s) URL is the panel's own address for that outcome (custom panels): it is used as it is.
+    """
+    if experiment.panel == Experiment.Panel.NONE:
+        return None
+    if code.startswith(("https://", "http://")):
+        return redirect(code)
     code = quote(code, safe="")
     if experiment.panel == Experiment.Panel.PROLIFIC:
         return redirect(PROLIFIC_COMPLETE.format(code=code))
@@ -243,6 +301,11 @@ def image(request: HttpRequest, name: str) -> HttpResponse:
     file = selectors.pending_image(rater_tokens=tokens, name=name[:-4])
     if file is None:
         raise Http404("no such image")
+    return _image_response(file)
+
+
+def _image_response(file: str) -> HttpResponse:
+    """A stored pair image, with the headers every image gets (its length aside)."""
     try:
         data = (pairs_dir() / file).read_bytes()  # tens of kB: no streaming needed
     except FileNotFoundError:
@@ -250,6 +313,156 @@ def image(request: HttpRequest, name: str) -> HttpResponse:
     response = HttpResponse(data, content_type="image/jpeg")
     response["Cache-Control"] = f"private, max-age={settings.VTT_IMAGE_CACHE_SECONDS}, immutable"
     return response
+
+
+# --- preview: the rater's pages with nothing recorded (vtt.preview) -----------------------------------------
+
+
+def _preview_urls(slug: str) -> dict[str, str]:
+    names = ("start", "decline", "trial", "answer", "done", "stop")
+    urls = {name: reverse(f"vtt:preview_{name}", args=[slug]) for name in names}
+    urls["restart"] = reverse("vtt:preview", args=[slug])
+    return urls
+
+
+def _previewed(request: HttpRequest, slug: str, key: str | None = None):
+    """The experiment, once the request may preview it (staff or a valid link); else the 403 page."""
+    experiment = get_object_or_404(Experiment, slug=slug)
+    try:
+        preview.authorize(request, experiment, key)
+    except preview.PreviewDenied as exc:
+        return experiment, render(request, "vtt/error.html", {"message": str(exc)}, status=exc.status)
+    return experiment, None
+
+
+def _preview_context(slug: str) -> dict:
+    return {"restart": reverse("vtt:preview", args=[slug])}
+
+
+@require_GET
+def preview_landing(request: HttpRequest, slug: str) -> HttpResponse:
+    """The landing page as a new participant sees it, whatever the experiment's state (a draft included)."""
+    experiment, denied = _previewed(request, slug, request.GET.get("key"))
+    if denied:
+        return denied
+    return render(request, "vtt/landing.html", {"experiment": experiment, "hidden": {}, "returning": None,
+                                                "urls": _preview_urls(slug), "preview": _preview_context(slug)})
+
+
+@require_POST
+def preview_start(request: HttpRequest, slug: str) -> HttpResponse:
+    experiment, denied = _previewed(request, slug)
+    if denied:
+        return denied
+    preview.start(request, experiment)
+    return redirect("vtt:preview_trial", slug=slug)
+
+
+@require_POST
+def preview_decline(request: HttpRequest, slug: str) -> HttpResponse:
+    experiment, denied = _previewed(request, slug)
+    if denied:
+        return denied
+    preview.end(request, experiment, Rater.Outcome.DECLINED)
+    return _preview_ended(request, experiment)
+
+
+@require_GET
+def preview_trial(request: HttpRequest, slug: str) -> HttpResponse:
+    experiment, denied = _previewed(request, slug)
+    if denied:
+        return denied
+    state = preview.current(request, experiment)
+    if state is None:
+        return redirect("vtt:preview", slug=slug)
+    trials = [_preview_payload(slug, trial) for trial in preview.shown(experiment, state)]
+    if not trials:
+        return redirect("vtt:preview_done", slug=slug)
+    page = {"current": trials[0], "next": trials[1] if len(trials) > 1 else None}
+    return _trial_page(request, experiment, page, _preview_urls(slug), preview=_preview_context(slug))
+
+
+def _preview_payload(slug: str, trial: dict) -> dict:
+    names = {side: reverse("vtt:preview_image", args=[slug, f"{trial[f'{side}_image']}.jpg"])
+             for side in ("left", "right")}
+    return {"token": trial["token"], "practice": trial["practice"], "number": trial["number"],
+            "total": trial["total"], **names, "exposure_ms": trial["exposure_ms"] or 0}
+
+
+@require_POST
+def preview_answer(request: HttpRequest, slug: str) -> HttpResponse:
+    """As `answer`, with the same JSON, but nothing recorded: ``recorded`` is always false."""
+    experiment, denied = _previewed(request, slug)
+    if denied:
+        return denied
+    state = preview.current(request, experiment)
+    if state is None:
+        return _rejected(request, services.TrialRejected("no preview session for this experiment", status=403))
+    try:
+        result = preview.answer(request, experiment, state, token=request.POST.get("trial", ""),
+                                choice=request.POST.get("choice", ""))
+    except preview.PreviewRejected as exc:
+        return _rejected(request, services.TrialRejected(str(exc), status=exc.status))
+    if not _wants_json(request):
+        return redirect("vtt:preview_trial", slug=slug)
+    trials = [_preview_payload(slug, trial) for trial in preview.shown(experiment, state)]
+    practice = result["kind"] == Trial.Kind.PRACTICE
+    return JsonResponse({
+        "recorded": False,
+        "feedback": ({"correct": request.POST["choice"] == result["real_side"], "real_side": result["real_side"]}
+                     if practice else None),
+        "current": trials[0] if trials else None, "next": trials[1] if len(trials) > 1 else None,
+        "done_url": reverse("vtt:preview_done", args=[slug]),
+    })
+
+
+@require_GET
+def preview_done(request: HttpRequest, slug: str) -> HttpResponse:
+    experiment, denied = _previewed(request, slug)
+    if denied:
+        return denied
+    state = preview.current(request, experiment)
+    if state is None or not state.get("outcome"):
+        return redirect("vtt:preview", slug=slug)
+    return _preview_ended(request, experiment)
+
+
+def preview_stop(request: HttpRequest, slug: str) -> HttpResponse:
+    experiment, denied = _previewed(request, slug)
+    if denied:
+        return denied
+    state = preview.current(request, experiment)
+    if state is None:
+        return redirect("vtt:preview", slug=slug)
+    if request.method == "POST":
+        preview.end(request, experiment, Rater.Outcome.RETURNED)
+        return _preview_ended(request, experiment)
+    if request.method != "GET":
+        return HttpResponse(status=405, headers={"Allow": "GET, POST"})
+    return render(request, "vtt/stop.html", {"experiment": experiment, "urls": _preview_urls(slug),
+                                             "preview": _preview_context(slug)})
+
+
+def _preview_ended(request: HttpRequest, experiment: Experiment) -> HttpResponse:
+    """The end page of the preview's outcome (an unsaved rater carries it): what a participant would see, and where
+    they would have been sent."""
+    outcome = preview.current(request, experiment)["outcome"]
+    return _ended(request, experiment, Rater(experiment=experiment, outcome=outcome),
+                  preview=_preview_context(experiment.slug))
+
+
+@require_GET
+def preview_image(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    """One side of the preview's current or next trial, with the rater's image headers (`image`)."""
+    if not _IMAGE_NAME.match(name):
+        return HttpResponseBadRequest("bad image name")
+    experiment, denied = _previewed(request, slug)
+    if denied:
+        return denied
+    file = preview.image_file(experiment, preview.current(request, experiment), name[:-4])
+    if file is None:
+        raise Http404("no such image")
+    return _image_response(file)
 
 
 @staff_member_required
@@ -288,7 +501,12 @@ def experiment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "experiment": experiment,
         "summary": selectors.experiment_summary(experiment=experiment),
         "viewing": selectors.rater_viewing(experiment=experiment),
+        "outcomes": selectors.outcome_counts(experiment=experiment),
     }
+    key = preview.preview_key(experiment)
+    context["preview_link"] = request.build_absolute_uri(
+        f"{reverse('vtt:preview', args=[slug])}?{urlencode({'key': key})}")
+    context["preview_until"] = preview.key_expiry(key)
     # The numbers of `vtt_report --experiment SLUG` and the plan made from them, computed once per state of the answers.
     fingerprint = selectors.report_fingerprint(experiment=experiment)
     data = report.cached_experiment_report(experiment, fingerprint)

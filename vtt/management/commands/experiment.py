@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import models
+from django.urls import reverse
 
-from vtt import services
+from vtt import preview, services
 from vtt.management import experiments
 from vtt.management.help import KeepLinesFormatter
 from vtt.models import Experiment
@@ -81,7 +83,8 @@ def settings_of(experiment: Experiment) -> dict:
 
 
 class Command(BaseCommand):
-    help = "Create, configure, open (or pilot), pause, close and show an experiment: every setting of the admin."
+    help = ("Create, configure, open (or pilot), pause, close and show an experiment: every setting of the admin; "
+            "preview-link for a signed preview link.")
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         parser = super().create_parser(prog_name, subcommand, **kwargs)
@@ -111,6 +114,15 @@ class Command(BaseCommand):
             sub.add_argument("--if-needed", action="store_true",
                              help=f"Do nothing, and say so, when the experiment is already {state} (otherwise "
                              "that is an error), e.g. in a script that may run twice.")
+        link = actions.add_parser(
+            "preview-link", help="Print a signed link that lets its holder go through the rater's pages of the "
+            "experiment (any state) with nothing recorded and no place taken; staff need none.")
+        link.add_argument("experiment", metavar="SLUG", help="Slug of the experiment.")
+        link.add_argument("--hours", type=float, default=preview.DEFAULT_HOURS,
+                          help=f"How long the link works, in hours (at most {preview.MAX_HOURS}). "
+                          f"Default: {preview.DEFAULT_HOURS}.")
+        link.add_argument("--base-url", default="", metavar="URL",
+                          help="The site's address, e.g. https://vtt.example.org, put before the link's path.")
         show = actions.add_parser("show", help="Print every setting and the state.")
         show.add_argument("experiment", metavar="SLUG", help="Slug of the experiment.")
         show.add_argument("--format", choices=["table", "json"], default="table",
@@ -123,6 +135,15 @@ class Command(BaseCommand):
         experiment = experiments.named(options["experiment"])
         if action == "show":
             return self._show(experiment, options["format"])
+        if action == "preview-link":
+            try:
+                key = preview.preview_key(experiment, hours=options["hours"])
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            path = f"{reverse('vtt:preview', args=[experiment.slug])}?{urlencode({'key': key})}"
+            self.stdout.write(f"{options['base_url'].rstrip('/')}{path}")
+            self.stderr.write(f"valid until {preview.key_expiry(key):%Y-%m-%d %H:%M} UTC")
+            return
         if options["if_needed"] and experiment.state == STATE_ACTIONS[action]:
             self.stdout.write(f"{experiment.slug} is already {experiment.state}: nothing to do")
             return
