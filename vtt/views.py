@@ -7,6 +7,7 @@ like every other trial; only practice answers get feedback.
 """
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import quote, urlencode
 
@@ -325,14 +326,18 @@ def _preview_urls(slug: str) -> dict[str, str]:
     return urls
 
 
-def _previewed(request: HttpRequest, slug: str, key: str | None = None):
-    """The experiment, once the request may preview it (staff or a valid link); else the 403 page."""
-    experiment = get_object_or_404(Experiment, slug=slug)
-    try:
-        preview.authorize(request, experiment, key)
-    except preview.PreviewDenied as exc:
-        return experiment, render(request, "vtt/error.html", {"message": str(exc)}, status=exc.status)
-    return experiment, None
+def _previewing(view):
+    """A preview view: called with the experiment once the request may preview it (staff, or a valid link: the
+    ``key`` parameter, or the one the session remembers); otherwise the 403 page."""
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, slug: str, *args, **kwargs) -> HttpResponse:
+        experiment = get_object_or_404(Experiment, slug=slug)
+        try:
+            preview.authorize(request, experiment, request.GET.get("key"))
+        except preview.PreviewDenied as exc:
+            return render(request, "vtt/error.html", {"message": str(exc)}, status=exc.status)
+        return view(request, experiment, *args, **kwargs)
+    return wrapped
 
 
 def _preview_context(slug: str) -> dict:
@@ -340,46 +345,26 @@ def _preview_context(slug: str) -> dict:
 
 
 @require_GET
-def preview_landing(request: HttpRequest, slug: str) -> HttpResponse:
+@_previewing
+def preview_landing(request: HttpRequest, experiment: Experiment) -> HttpResponse:
     """The landing page as a new participant sees it, whatever the experiment's state (a draft included)."""
-    experiment, denied = _previewed(request, slug, request.GET.get("key"))
-    if denied:
-        return denied
-    return render(request, "vtt/landing.html", {"experiment": experiment, "hidden": {}, "returning": None,
-                                                "urls": _preview_urls(slug), "preview": _preview_context(slug)})
+    return render(request, "vtt/landing.html", {
+        "experiment": experiment, "hidden": {}, "returning": None, "urls": _preview_urls(experiment.slug),
+        "preview": _preview_context(experiment.slug)})
 
 
 @require_POST
-def preview_start(request: HttpRequest, slug: str) -> HttpResponse:
-    experiment, denied = _previewed(request, slug)
-    if denied:
-        return denied
+@_previewing
+def preview_start(request: HttpRequest, experiment: Experiment) -> HttpResponse:
     preview.start(request, experiment)
-    return redirect("vtt:preview_trial", slug=slug)
+    return redirect("vtt:preview_trial", slug=experiment.slug)
 
 
 @require_POST
-def preview_decline(request: HttpRequest, slug: str) -> HttpResponse:
-    experiment, denied = _previewed(request, slug)
-    if denied:
-        return denied
+@_previewing
+def preview_decline(request: HttpRequest, experiment: Experiment) -> HttpResponse:
     preview.end(request, experiment, Rater.Outcome.DECLINED)
     return _preview_ended(request, experiment)
-
-
-@require_GET
-def preview_trial(request: HttpRequest, slug: str) -> HttpResponse:
-    experiment, denied = _previewed(request, slug)
-    if denied:
-        return denied
-    state = preview.current(request, experiment)
-    if state is None:
-        return redirect("vtt:preview", slug=slug)
-    trials = [_preview_payload(slug, trial) for trial in preview.shown(experiment, state)]
-    if not trials:
-        return redirect("vtt:preview_done", slug=slug)
-    page = {"current": trials[0], "next": trials[1] if len(trials) > 1 else None}
-    return _trial_page(request, experiment, page, _preview_urls(slug), preview=_preview_context(slug))
 
 
 def _preview_payload(slug: str, trial: dict) -> dict:
@@ -389,58 +374,69 @@ def _preview_payload(slug: str, trial: dict) -> dict:
             "total": trial["total"], **names, "exposure_ms": trial["exposure_ms"] or 0}
 
 
-@require_POST
-def preview_answer(request: HttpRequest, slug: str) -> HttpResponse:
-    """As `answer`, with the same JSON, but nothing recorded: ``recorded`` is always false."""
-    experiment, denied = _previewed(request, slug)
-    if denied:
-        return denied
+def _preview_pending(experiment: Experiment, state: dict) -> dict:
+    """The preview's current and next trials as `_pending_payload` gives a rater's."""
+    trials = [_preview_payload(experiment.slug, trial) for trial in preview.shown(experiment, state)]
+    return {"current": trials[0] if trials else None, "next": trials[1] if len(trials) > 1 else None}
+
+
+@require_GET
+@_previewing
+def preview_trial(request: HttpRequest, experiment: Experiment) -> HttpResponse:
     state = preview.current(request, experiment)
     if state is None:
-        return _rejected(request, services.TrialRejected("no preview session for this experiment", status=403))
+        return redirect("vtt:preview", slug=experiment.slug)
+    page = _preview_pending(experiment, state)
+    if page["current"] is None:
+        return redirect("vtt:preview_done", slug=experiment.slug)
+    return _trial_page(request, experiment, page, _preview_urls(experiment.slug),
+                       preview=_preview_context(experiment.slug))
+
+
+@require_POST
+@_previewing
+def preview_answer(request: HttpRequest, experiment: Experiment) -> HttpResponse:
+    """As `answer`, with the same JSON, but nothing recorded: ``recorded`` is always false."""
+    state = preview.current(request, experiment)
     try:
+        if state is None:
+            raise preview.PreviewRejected("no preview session for this experiment", status=403)
         result = preview.answer(request, experiment, state, token=request.POST.get("trial", ""),
                                 choice=request.POST.get("choice", ""))
     except preview.PreviewRejected as exc:
         return _rejected(request, services.TrialRejected(str(exc), status=exc.status))
     if not _wants_json(request):
-        return redirect("vtt:preview_trial", slug=slug)
-    trials = [_preview_payload(slug, trial) for trial in preview.shown(experiment, state)]
+        return redirect("vtt:preview_trial", slug=experiment.slug)
     practice = result["kind"] == Trial.Kind.PRACTICE
     return JsonResponse({
         "recorded": False,
         "feedback": ({"correct": request.POST["choice"] == result["real_side"], "real_side": result["real_side"]}
                      if practice else None),
-        "current": trials[0] if trials else None, "next": trials[1] if len(trials) > 1 else None,
-        "done_url": reverse("vtt:preview_done", args=[slug]),
+        **_preview_pending(experiment, state),
+        "done_url": reverse("vtt:preview_done", args=[experiment.slug]),
     })
 
 
 @require_GET
-def preview_done(request: HttpRequest, slug: str) -> HttpResponse:
-    experiment, denied = _previewed(request, slug)
-    if denied:
-        return denied
+@_previewing
+def preview_done(request: HttpRequest, experiment: Experiment) -> HttpResponse:
     state = preview.current(request, experiment)
     if state is None or not state.get("outcome"):
-        return redirect("vtt:preview", slug=slug)
+        return redirect("vtt:preview", slug=experiment.slug)
     return _preview_ended(request, experiment)
 
 
-def preview_stop(request: HttpRequest, slug: str) -> HttpResponse:
-    experiment, denied = _previewed(request, slug)
-    if denied:
-        return denied
-    state = preview.current(request, experiment)
-    if state is None:
-        return redirect("vtt:preview", slug=slug)
+@_previewing
+def preview_stop(request: HttpRequest, experiment: Experiment) -> HttpResponse:
+    if preview.current(request, experiment) is None:
+        return redirect("vtt:preview", slug=experiment.slug)
     if request.method == "POST":
         preview.end(request, experiment, Rater.Outcome.RETURNED)
         return _preview_ended(request, experiment)
     if request.method != "GET":
         return HttpResponse(status=405, headers={"Allow": "GET, POST"})
-    return render(request, "vtt/stop.html", {"experiment": experiment, "urls": _preview_urls(slug),
-                                             "preview": _preview_context(slug)})
+    return render(request, "vtt/stop.html", {"experiment": experiment, "urls": _preview_urls(experiment.slug),
+                                             "preview": _preview_context(experiment.slug)})
 
 
 def _preview_ended(request: HttpRequest, experiment: Experiment) -> HttpResponse:
@@ -452,13 +448,11 @@ def _preview_ended(request: HttpRequest, experiment: Experiment) -> HttpResponse
 
 
 @require_GET
-def preview_image(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+@_previewing
+def preview_image(request: HttpRequest, experiment: Experiment, name: str) -> HttpResponse:
     """One side of the preview's current or next trial, with the rater's image headers (`image`)."""
     if not _IMAGE_NAME.match(name):
         return HttpResponseBadRequest("bad image name")
-    experiment, denied = _previewed(request, slug)
-    if denied:
-        return denied
     file = preview.image_file(experiment, preview.current(request, experiment), name[:-4])
     if file is None:
         raise Http404("no such image")
