@@ -50,14 +50,17 @@ demo: $(VENV)/.installed $(DEMO_CHECKPOINTS) $(VAR)/demo-staff-password
 	@$(MAKE) --no-print-directory serve
 
 # gunicorn loads the app before it forks its workers (--preload; vtt/wsgi.py warms it up), so
-# no rater waits for a cold worker; its control socket and pid file stay in var/.
+# no rater waits for a cold worker; its control socket and pid file stay in var/. Threaded workers
+# (gthread): a sync worker streaming a large export (a minute for 1M trials) sends its master no
+# heartbeat and is killed after gunicorn's 30 s timeout mid-download (tests/test_export_memory.py).
 serve: $(VENV)/.installed
 	@echo
 	@echo "Rater URL:              http://127.0.0.1:8000/e/demo/"
 	@echo "Experimenter dashboard: http://127.0.0.1:8000/staff/  (user demo, password in $(VAR)/demo-staff-password)"
 	@echo "Report:                 $(DEMO_ENV) $(PY) manage.py vtt_report --experiment demo"
 	@echo
-	$(DEMO_ENV) exec $(VENV)/bin/gunicorn vtt.wsgi --preload --bind 127.0.0.1:8000 --workers 3 --access-logfile - \
+	$(DEMO_ENV) exec $(VENV)/bin/gunicorn vtt.wsgi --preload --bind 127.0.0.1:8000 --workers 3 \
+		--worker-class gthread --threads 4 --access-logfile - \
 		--control-socket $(VAR)/gunicorn.ctl --pid $(VAR)/gunicorn.pid
 
 # The picture of demo pairs in the README, from the stored pairs of the demo experiment.
