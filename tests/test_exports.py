@@ -62,12 +62,13 @@ def download(client, slug: str, fmt: str) -> tuple[StreamingHttpResponse, str]:
 def test_the_outcome_is_the_stored_one_but_a_session_past_its_time_limit_has_timed_out():
     now = timezone.now()
     long_ago = now - timedelta(minutes=61)
+    unlimited, hour, longer = (Experiment(session_minutes=m) for m in (None, 60, 62))
     for outcome in Rater.Outcome.values:
-        assert exports.rater_outcome(outcome=outcome, started=now, session_minutes=None, now=now) == outcome
+        assert exports.rater_outcome(outcome=outcome, started=now, experiment=unlimited, now=now) == outcome
         expected = "timed_out" if outcome == "in_progress" else outcome
-        assert exports.rater_outcome(outcome=outcome, started=long_ago, session_minutes=60, now=now) == expected
-    assert exports.rater_outcome(outcome="in_progress", started=long_ago, session_minutes=62, now=now) == "in_progress"
-    assert exports.rater_outcome(outcome="in_progress", started=long_ago, session_minutes=None, now=now) \
+        assert exports.rater_outcome(outcome=outcome, started=long_ago, experiment=hour, now=now) == expected
+    assert exports.rater_outcome(outcome="in_progress", started=long_ago, experiment=longer, now=now) == "in_progress"
+    assert exports.rater_outcome(outcome="in_progress", started=long_ago, experiment=unlimited, now=now) \
         == "in_progress"  # no limit: an abandoned session cannot be told from a slow one
 
 

@@ -162,3 +162,17 @@ def test_the_staff_page_and_the_command_give_a_working_preview_link(draft, admin
     assert Client().get(printed.removeprefix("https://vtt.example.org")).status_code == 200
     with pytest.raises(CommandError, match="at most"):
         call_command("experiment", "preview-link", "e", "--hours", "100000")
+
+
+def test_a_staircase_preview_shows_each_trial_for_the_exposure_a_rater_would_get(draft, admin_client):
+    Experiment.objects.filter(pk=draft.pk).update(timing="staircase", exposure_ms=None)
+    admin_client.post(reverse("vtt:preview_start", args=[draft.slug]))
+    state = state_of(admin_client.get(reverse("vtt:preview_trial", args=[draft.slug])))
+    exposures = []
+    current = state["current"]
+    while current is not None:
+        exposures.append(current["exposure_ms"])
+        body = admin_client.post(reverse("vtt:preview_answer", args=[draft.slug]),
+                                 {"trial": current["token"], "choice": "L"}, **JSON).json()
+        current = body["current"]
+    assert len(exposures) == 5 and all(100 <= ms <= 1000 for ms in exposures)

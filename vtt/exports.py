@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import timedelta
 from typing import IO, Iterable, Iterator
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -45,13 +44,13 @@ BUFFER_CHARS = 64 * 1024
 Outcome = Rater.Outcome
 
 
-def rater_outcome(*, outcome: str, started, session_minutes: int | None, now) -> str:
+def rater_outcome(*, outcome: str, started, experiment: Experiment, now) -> str:
     """A rater's outcome as of ``now``: the stored ``Rater.outcome``, except that a session still in progress past
-    the experiment's ``session_minutes`` is ``timed_out`` (the service records that only when the participant comes
-    back; one who never does has timed out all the same). Without a limit, an abandoned session stays
-    ``in_progress``: nothing tells it apart from a slow one.
+    the experiment's ``session_minutes`` (`Experiment.past_time_limit`) is ``timed_out`` (the service records that
+    only when the participant comes back; one who never does has timed out all the same). Without a limit, an
+    abandoned session stays ``in_progress``: nothing tells it apart from a slow one.
     """
-    if outcome == Outcome.IN_PROGRESS and session_minutes and started + timedelta(minutes=session_minutes) < now:
+    if outcome == Outcome.IN_PROGRESS and experiment.past_time_limit(started, now):
         return Outcome.TIMED_OUT
     return outcome
 
@@ -107,7 +106,7 @@ def trial_rows(*, experiment: Experiment, chunk_size: int | None = None) -> Iter
             "focus_lost": focus_lost, "fullscreen": fullscreen, "declined": declined is not None,
             "user_agent": user_agent, **{key: viewing.get(key) for key in VIEWING_KEYS},
             "study_id": study_id, "session_id": session_id, "pilot": pilot,
-            "outcome": rater_outcome(outcome=outcome, started=started, session_minutes=experiment.session_minutes,
+            "outcome": rater_outcome(outcome=outcome, started=started, experiment=experiment,
                                      now=now),
             "rater_started": _iso(started), "rater_finished": _iso(finished),
         }

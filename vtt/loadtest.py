@@ -29,7 +29,7 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 _STATE = re.compile(r'<script id="vtt-state" type="application/json">(.*?)</script>', re.S)
@@ -239,16 +239,18 @@ def stop_group(process: subprocess.Popen, *, seconds: float) -> None:
 
 
 @contextmanager
-def deployment(backend: str, *, workers: int = 4) -> Iterator[Deployment]:
-    """A scratch database served by gunicorn on a free port of 127.0.0.1."""
+def deployment(backend: str, *, workers: int = 4, options: Iterable[str] = ("--preload", "--timeout", "60")
+               ) -> Iterator[Deployment]:
+    """A scratch database served by gunicorn on a free port of 127.0.0.1, with ``workers`` workers and the other
+    gunicorn ``options``."""
     with scratch(backend) as base:
         port = free_port()
         site = Deployment(base.env, base.database_url, base.workdir, base_url=f"http://127.0.0.1:{port}")
         site.manage("collectstatic", "--noinput", "--verbosity", "0")
         gunicorn = Path(sys.executable).with_name("gunicorn")
         process = subprocess.Popen(
-            [str(gunicorn), "vtt.wsgi", "--preload", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-             "--log-level", "warning", "--timeout", "60", "--control-socket", str(base.workdir / "gunicorn.ctl")],
+            [str(gunicorn), "vtt.wsgi", *options, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+             "--log-level", "warning", "--control-socket", str(base.workdir / "gunicorn.ctl")],
             cwd=BASE_DIR, env=site.env, start_new_session=True,
         )
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -41,6 +42,11 @@ def validate_outcome_code(value: str) -> None:
             raise ValidationError(
                 f"{value!r} is neither a code (1 to 64 letters, digits, '-' or '_') nor an http(s) URL")
         URLValidator(schemes=["http", "https"])(value)
+
+
+def outcome_code_field(help_text: str) -> models.CharField:
+    """The field of one outcome's code (`validate_outcome_code`), optional."""
+    return models.CharField(max_length=500, blank=True, validators=[validate_outcome_code], help_text=help_text)
 
 
 class Experiment(models.Model):
@@ -132,14 +138,12 @@ class Experiment(models.Model):
         max_length=64, blank=True, default="",
         help_text="Custom panel: the URL parameter that carries the participant id, e.g. 'workerId'.",
     )
-    completion_code = models.CharField(
-        max_length=500, blank=True, validators=[validate_outcome_code],
-        help_text="Outcome 'completed': the code shown to raters who finish, or sent to the panel, e.g. 'C1A2B3C4' "
+    completion_code = outcome_code_field(
+        "Outcome 'completed': the code shown to raters who finish, or sent to the panel, e.g. 'C1A2B3C4' "
         "(or, for a custom panel, an https URL to send them to).",
     )
-    flagged_code = models.CharField(
-        max_length=500, blank=True, validators=[validate_outcome_code],
-        help_text="Outcome 'completed_flagged': the code for a participant who finished but failed too many catch "
+    flagged_code = outcome_code_field(
+        "Outcome 'completed_flagged': the code for a participant who finished but failed too many catch "
         "trials (Prolific: a second completion code of the study, so that you review them before approving); "
         "sent like the completion code. Empty: they get the completion code like everyone.",
     )
@@ -149,30 +153,25 @@ class Experiment(models.Model):
         "gives the flagged code; 'screen_out' ends the session at the answer that makes the rule certain to be "
         "broken, with the screened-out code (Prolific's in-study screening).",
     )
-    screened_out_code = models.CharField(
-        max_length=500, blank=True, validators=[validate_outcome_code],
-        help_text="Outcome 'screened_out' (catch_fail_action 'screen_out'): the panel's screen-out code (Prolific: "
+    screened_out_code = outcome_code_field(
+        "Outcome 'screened_out' (catch_fail_action 'screen_out'): the panel's screen-out code (Prolific: "
         "the study's screened-out completion code). Required with a panel when screening out.",
     )
-    no_consent_code = models.CharField(
-        max_length=500, blank=True, validators=[validate_outcome_code],
-        help_text="Outcome 'declined': the panel's code for a participant who does not consent (Prolific: the "
+    no_consent_code = outcome_code_field(
+        "Outcome 'declined': the panel's code for a participant who does not consent (Prolific: the "
         "study's no-consent completion code); sent to the panel like the completion code. Empty: the page just "
         "thanks them.",
     )
-    no_pairs_code = models.CharField(
-        max_length=500, blank=True, validators=[validate_outcome_code],
-        help_text="Outcome 'no_pairs': the code for a participant for whom no pair was left to rate (every place "
+    no_pairs_code = outcome_code_field(
+        "Outcome 'no_pairs': the code for a participant for whom no pair was left to rate (every place "
         "taken) before any scored trial. Empty: the page asks them to return the study.",
     )
-    returned_code = models.CharField(
-        max_length=500, blank=True, validators=[validate_outcome_code],
-        help_text="Outcome 'returned': the code for a participant who chose 'Stop taking part' during the session. "
+    returned_code = outcome_code_field(
+        "Outcome 'returned': the code for a participant who chose 'Stop taking part' during the session. "
         "Empty: the page asks them to return the study on the panel.",
     )
-    timed_out_code = models.CharField(
-        max_length=500, blank=True, validators=[validate_outcome_code],
-        help_text="Outcome 'timed_out': the code for a participant whose session ran past session_minutes. Empty: "
+    timed_out_code = outcome_code_field(
+        "Outcome 'timed_out': the code for a participant whose session ran past session_minutes. Empty: "
         "the page asks them to return the study on the panel.",
     )
     session_minutes = models.PositiveIntegerField(
@@ -253,6 +252,11 @@ class Experiment(models.Model):
             outcome = "completed"
         field = self.OUTCOME_CODES.get(outcome)
         return getattr(self, field) if field else ""
+
+    def past_time_limit(self, started, now) -> bool:
+        """A session that started at ``started`` has run past ``session_minutes`` by ``now`` (never without a
+        limit)."""
+        return bool(self.session_minutes) and now > started + timedelta(minutes=self.session_minutes)
 
     def outcome_problems(self) -> dict[str, str]:
         """What the panel lacks to send each participant back with their outcome, by field (empty: nothing).

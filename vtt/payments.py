@@ -89,7 +89,7 @@ def pay_sheet(*, experiment: Experiment) -> list[dict]:
     now = timezone.now()
     for (token, external_id, study_id, session_id, started, finished, declined, flagged, pilot, n_answered, n_catch,
          n_catch_right, last_answer, outcome) in raters:
-        outcome = rater_outcome(outcome=outcome, started=started, session_minutes=experiment.session_minutes, now=now)
+        outcome = rater_outcome(outcome=outcome, started=started, experiment=experiment, now=now)
         accuracy = round(n_catch_right / n_catch, 4) if n_catch else None
         seconds = session_seconds(started, finished, last_answer)
         bonus = _bonus(experiment, outcome, accuracy)

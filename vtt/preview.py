@@ -38,10 +38,9 @@ from django.conf import settings
 from django.core import signing
 from django.utils import timezone
 
-from evaluation import staircase
-
 from .models import Colorization, Experiment, Method, Rater, Trial
-from .services import SCORED_ROLES, flagged_by_catch, identical, screened_out_by_catch, session_plan
+from .services import (SCORED_ROLES, TrialRejected, flagged_by_catch, identical, screened_out_by_catch,
+                       session_plan, trial_exposure)
 
 SALT = "vtt.preview"
 DEFAULT_HOURS = 72  # a link's life when none is asked for: long enough for a colleague or a reviewer to try it
@@ -176,23 +175,12 @@ def _side(state: dict, position: int) -> str:
 
 
 def _rows(state: dict) -> list[dict]:
-    """The preview's trials in the shape the catch rule reads (`vtt.services.flagged_by_catch`)."""
+    """The preview's trials in the shape the engine's rules read (`vtt.services.flagged_by_catch`,
+    `vtt.services.trial_exposure`)."""
     answers = state["answers"]
-    return [{"kind": kind, "real_side": _side(state, i), "choice": answers[i] if i < len(answers) else ""}
-            for i, (kind, _, _) in enumerate(state["trials"])]
-
-
-def _exposure(experiment: Experiment, state: dict, position: int) -> int | None:
-    """As `vtt.services._exposure`: fixed, or the staircase of the trial's method from the earlier answers."""
-    if experiment.timing != Experiment.Timing.STAIRCASE:
-        return experiment.exposure_ms
-    kind, _, method_id = state["trials"][position]
-    if kind != Trial.Kind.SCORED:
-        return staircase.START_MS
-    rows = _rows(state)
-    answers = [rows[i]["choice"] == rows[i]["real_side"] for i in range(position)
-               if rows[i]["kind"] == Trial.Kind.SCORED and state["trials"][i][2] == method_id]
-    return staircase.next_exposure(answers)
+    return [{"kind": kind, "real_side": _side(state, i), "choice": answers[i] if i < len(answers) else "",
+             "position": i + 1, "colorization__method_id": method_id}
+            for i, (kind, _, method_id) in enumerate(state["trials"])]
 
 
 def shown(experiment: Experiment, state: dict) -> list[dict]:
@@ -203,6 +191,7 @@ def shown(experiment: Experiment, state: dict) -> list[dict]:
         return []
     trials = state["trials"]
     n_practice = sum(kind == Trial.Kind.PRACTICE for kind, _, _ in trials)
+    rows = _rows(state)
     out = []
     for position in range(len(state["answers"]), min(len(state["answers"]) + 2, len(trials))):
         practice = trials[position][0] == Trial.Kind.PRACTICE
@@ -211,18 +200,10 @@ def shown(experiment: Experiment, state: dict) -> list[dict]:
             "number": position + 1 if practice else position + 1 - n_practice,
             "total": n_practice if practice else len(trials) - n_practice,
             "left_image": _secret(state["id"], f"{position}:L"), "right_image": _secret(state["id"], f"{position}:R"),
-            "exposure_ms": _exposure(experiment, state, position) if not out else None,
+            "exposure_ms": trial_exposure(experiment, rows, rows[position]) if not out else None,
             "position": position,  # for the server only (`image_file`): the page gets the others
         })
     return out
-
-
-class PreviewRejected(Exception):
-    """An answer the preview cannot take (HTTP ``status``), as `vtt.services.TrialRejected`."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
 
 
 def answer(request, experiment: Experiment, state: dict, *, token: str, choice: str) -> dict:
@@ -232,14 +213,14 @@ def answer(request, experiment: Experiment, state: dict, *, token: str, choice: 
     catch rule screens the participant out, as in a real session; nothing is recorded.
     """
     if choice not in Trial.Side.values:
-        raise PreviewRejected(f"choice must be one of {', '.join(Trial.Side.values)}")
+        raise TrialRejected(f"choice must be one of {', '.join(Trial.Side.values)}")
     position = len(state["answers"])
     if position and token == _secret(state["id"], f"{position - 1}:trial") and state["answers"][-1] == choice:
         return {"kind": state["trials"][position - 1][0], "real_side": _side(state, position - 1), "duplicate": True}
     if state.get("outcome"):
-        raise PreviewRejected("this session has ended", status=409)
+        raise TrialRejected("this session has ended", status=409)
     if position >= len(state["trials"]) or token != _secret(state["id"], f"{position}:trial"):
-        raise PreviewRejected("no such trial in this session", status=404)
+        raise TrialRejected("no such trial in this session", status=404)
     state["answers"] += choice
     kind = state["trials"][position][0]
     rows = _rows(state)

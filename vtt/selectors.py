@@ -167,7 +167,7 @@ def outcome_counts(*, experiment: Experiment) -> dict[str, int]:
     order of `Rater.Outcome`, the outcomes nobody reached left out."""
     now = timezone.now()
     counts = Counter(
-        rater_outcome(outcome=outcome, started=started, session_minutes=experiment.session_minutes, now=now)
+        rater_outcome(outcome=outcome, started=started, experiment=experiment, now=now)
         for outcome, started in Rater.objects.filter(experiment=experiment).values_list("outcome", "started"))
     return {outcome: counts[outcome] for outcome in Rater.Outcome.values if counts[outcome]}
 
@@ -190,7 +190,7 @@ def rater_times(*, experiment: Experiment) -> list[dict]:
     )
     now = timezone.now()
     return [{"rater_id": rater_id, "rater": external_id or token[:8], "pilot": pilot,
-             "outcome": rater_outcome(outcome=outcome, started=started, session_minutes=experiment.session_minutes,
+             "outcome": rater_outcome(outcome=outcome, started=started, experiment=experiment,
                                       now=now),
              "seconds": session_seconds(started, finished, last_answer)}
             for rater_id, token, external_id, started, finished, outcome, pilot, last_answer in rows]

@@ -606,7 +606,7 @@ def _row(trial: Trial, image_id: int, method_id: int) -> dict:
             "left_image": trial.left_image, "right_image": trial.right_image, "exposure_ms": None}
 
 
-def _exposure(experiment: Experiment, rows: list[dict], row: dict) -> int | None:
+def trial_exposure(experiment: Experiment, rows: list[dict], row: dict) -> int | None:
     """The exposure of trial ``row`` as it becomes current: fixed, or its staircase's next step."""
     if experiment.timing != Experiment.Timing.STAIRCASE:
         return experiment.exposure_ms
@@ -633,12 +633,6 @@ def _end(rater: Rater, outcome: str, now, *, release_filled: bool = False) -> No
     Trial.objects.filter(rater=rater, answered__isnull=True).update(lease_expires=None)
     rater.finished, rater.outcome = now, outcome
     rater.save(update_fields=["finished", "outcome"])
-
-
-def _timed_out(rater: Rater, now) -> bool:
-    """The rater's session has run past the experiment's ``session_minutes``."""
-    minutes = rater.experiment.session_minutes
-    return bool(minutes) and now > rater.started + timedelta(minutes=minutes)
 
 
 def screened_out_by_catch(rows: list[dict], plan: list, threshold: float) -> bool:
@@ -695,7 +689,7 @@ def _next(rater: Rater, rows: list[dict], *, ahead: int, renew: bool, now) -> li
                 outcome = Rater.Outcome.COMPLETED
             _end(rater, outcome, now)
     elif shown[0]["exposure_ms"] is None:
-        exposure = _exposure(experiment, rows, shown[0])
+        exposure = trial_exposure(experiment, rows, shown[0])
         if exposure is not None:
             Trial.objects.filter(pk=shown[0]["id"]).update(exposure_ms=exposure)
             shown[0]["exposure_ms"] = exposure
@@ -717,7 +711,7 @@ def trial_next(*, rater: Rater, ahead: int = 1, renew: bool = False) -> list[Sho
         if rater.finished is not None:
             return []
         now = timezone.now()
-        if _timed_out(rater, now):
+        if rater.experiment.past_time_limit(rater.started, now):
             _end(rater, Rater.Outcome.TIMED_OUT, now)
             return []
         return _next(rater, _rows(rater), ahead=ahead, renew=renew, now=now)
@@ -851,7 +845,8 @@ def trial_answer(
                     and screened_out_by_catch(rows, rater.plan, experiment.catch_fail_threshold):
                 _end(rater, Rater.Outcome.SCREENED_OUT, now, release_filled=True)
                 return Answer(row["kind"], choice, row["real_side"], duplicate=False, pending=[])
-        if _timed_out(rater, now) and row["position"] < len(rater.plan):  # kept; the session ends, not goes on
+        if experiment.past_time_limit(rater.started, now) and row["position"] < len(rater.plan):
+            # The answer is kept; the session ends instead of going on.
             _end(rater, Rater.Outcome.TIMED_OUT, now)
             return Answer(row["kind"], choice, row["real_side"], duplicate=False, pending=[])
         pending = _next(rater, rows, ahead=ahead, renew=False, now=now)

@@ -400,11 +400,11 @@ def preview_answer(request: HttpRequest, experiment: Experiment) -> HttpResponse
     state = preview.current(request, experiment)
     try:
         if state is None:
-            raise preview.PreviewRejected("no preview session for this experiment", status=403)
+            raise services.TrialRejected("no preview session for this experiment", status=403)
         result = preview.answer(request, experiment, state, token=request.POST.get("trial", ""),
                                 choice=request.POST.get("choice", ""))
-    except preview.PreviewRejected as exc:
-        return _rejected(request, services.TrialRejected(str(exc), status=exc.status))
+    except services.TrialRejected as exc:
+        return _rejected(request, exc)
     if not _wants_json(request):
         return redirect("vtt:preview_trial", slug=experiment.slug)
     practice = result["kind"] == Trial.Kind.PRACTICE
