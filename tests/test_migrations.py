@@ -53,3 +53,43 @@ def test_0003_gives_existing_trials_their_own_image_names_and_files_their_hashes
     assert migrated.image.real_sha256 == hashlib.sha256((pairs / ("a" * 32 + ".jpg")).read_bytes()).hexdigest()
     gone = Colorization.objects.select_related("image").get(pk=missing.pk)
     assert gone.sha256 == gone.image.real_sha256 == ""  # files not found: unknown, never "identical"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0008_gives_places_their_method_and_image_and_raters_in_progress_their_methods():
+    apps = migrate([("vtt", "0007_outcomes")])
+    Experiment, Method = apps.get_model("vtt", "Experiment"), apps.get_model("vtt", "Method")
+    SourceImage, ExperimentImage = apps.get_model("vtt", "SourceImage"), apps.get_model("vtt", "ExperimentImage")
+    Colorization, Rater, Slot = (apps.get_model("vtt", n) for n in ("Colorization", "Rater", "Slot"))
+    experiment = Experiment.objects.create(slug="old", title="old", state="open")
+    tested, control = (Method.objects.create(experiment=experiment, name=n, role=r)
+                       for n, r in (("b_tested", "tested"), ("a_control", "calibration")))
+    Method.objects.create(experiment=experiment, name="grayscale", role="catch")
+    images = [ExperimentImage.objects.create(
+        experiment=experiment, real_file=f"{i}" * 32 + ".jpg", real_sha256=f"real{i}",
+        source=SourceImage.objects.create(split="demo", path=f"{i}.jpg", sha256=f"{i}" * 64, width=9, height=9))
+        for i in range(2)]
+    pairs = {(m.name, i): Colorization.objects.create(image=images[i], method=m, file=f"{m.name}{i}.jpg", seed=0,
+                                                      sha256=f"real{i}" if (m, i) == (control, 1) else f"{m.name}{i}")
+             for m in (tested, control) for i in range(2)}
+    for (name, i), colorization in pairs.items():
+        for index in range(2):  # the identical pair (a_control on image 1): one place filled, one free
+            Slot.objects.create(experiment=experiment, colorization=colorization, index=index, order=index,
+                                filled=index == 0)
+    in_progress = Rater.objects.create(experiment=experiment, token="p" * 32)
+    single = Rater.objects.create(experiment=experiment, token="s" * 32, method=tested)
+    finished = Rater.objects.create(experiment=experiment, token="f" * 32, finished=timezone.now(), outcome="completed")
+
+    try:
+        apps = migrate([("vtt", "0008_slot_pick")])
+        Slot, Rater = apps.get_model("vtt", "Slot"), apps.get_model("vtt", "Rater")
+        assert Slot.objects.count() == 7  # the free place of the identical pair is gone, the filled one kept
+        assert not Slot.objects.filter(colorization_id=pairs["a_control", 1].pk, filled=False).exists()
+        for slot in Slot.objects.select_related("colorization"):
+            assert (slot.method_id, slot.image_id) == (slot.colorization.method_id, slot.colorization.image_id)
+        assert Rater.objects.get(pk=in_progress.pk).methods == sorted([tested.pk, control.pk])
+        assert Rater.objects.get(pk=single.pk).methods == [tested.pk]
+        assert Rater.objects.get(pk=finished.pk).methods == []
+    finally:
+        executor = MigrationExecutor(connection)
+        migrate(executor.loader.graph.leaf_nodes())

@@ -3,11 +3,13 @@ images, practice from the tested methods, consent that can be declined, viewing 
 recorded (and refused or clipped when absurd), phones excluded on request, staircase exposure."""
 from __future__ import annotations
 
+import importlib
 import io
 import json
 from collections import Counter
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
@@ -136,13 +138,18 @@ def test_a_method_of_identical_pairs_cannot_be_opened(media_root, photo_dir, mea
 
 def test_the_engine_never_hands_out_two_identical_images(media_root, photo_dir, mean_chroma_checkpoint):
     """Even with places made for them (an experiment opened before the rule), identical pairs
-    are never handed out, in practice or scored trials; catch trials still come."""
+    are never handed out, in practice or scored trials; catch trials still come. The pick never
+    reads the hashes: migration 0008 removed such places, and `slots_sync` never makes one."""
     experiment = make_experiment(photo_dir, mean_chroma_checkpoint, images=8, practice_trials=3,
                                  trials_per_rater=5, catch_trial_rate=0.2, raters_per_pair=3)
     identical_method(experiment, photo_dir)
     Method.objects.filter(experiment=experiment, name="ground_truth").update(role=Method.Role.TESTED)
-    Slot.objects.bulk_create(Slot(experiment=experiment, colorization=c, index=i, order=0)
-                             for c in Colorization.objects.filter(method__name="ground_truth") for i in range(3))
+    identical = Colorization.objects.filter(method__name="ground_truth")
+    Slot.objects.bulk_create(Slot(experiment=experiment, colorization=c, method_id=c.method_id, image_id=c.image_id,
+                                  index=i, order=0) for c in identical for i in range(3))
+    importlib.import_module("vtt.migrations.0008_slot_pick").no_places_for_identical_pairs(django_apps, None)
+    assert not Slot.objects.filter(colorization__in=identical).exists()
+    assert services.slots_sync(experiment=experiment) == 0
     for _ in range(6):
         client = Client()
         start(client, experiment)

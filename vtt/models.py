@@ -430,6 +430,11 @@ class Rater(models.Model):
         "Method", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         help_text="Single-method design: the one method this rater sees.",
     )
+    methods = models.JSONField(
+        default=list, blank=True,
+        help_text="Ids of the rated methods this rater's scored trials come from, fixed when the rater starts "
+        "(the one method of a single-method design): the engine reads them with the rater's row.",
+    )
     plan = models.JSONField(
         default=list, blank=True,
         help_text="The session's trials in order: [kind, real side] per position, fixed when the rater starts.",
@@ -548,6 +553,10 @@ class Slot(models.Model):
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="slots")
     colorization = models.ForeignKey(Colorization, on_delete=models.CASCADE, related_name="slots")
+    # The colorization's method and image, copied (they never change) so that the place pick reads one table
+    # through one index (`slot_pick_idx`), with no join.
+    method = models.ForeignKey(Method, on_delete=models.CASCADE, related_name="+", db_index=False)
+    image = models.ForeignKey(ExperimentImage, on_delete=models.CASCADE, related_name="+", db_index=False)
     index = models.PositiveSmallIntegerField(help_text="0 .. K-1; lower places are filled first across pairs.")
     order = models.PositiveIntegerField(help_text="Random rank: spreads the pairs handed out at one index.")
     trial = models.OneToOneField(Trial, null=True, blank=True, on_delete=models.SET_NULL, related_name="slot")
@@ -557,7 +566,10 @@ class Slot(models.Model):
     class Meta:
         ordering = ["experiment", "index", "order"]
         constraints = [models.UniqueConstraint(fields=["colorization", "index"], name="unique_slot_index")]
-        indexes = [models.Index(fields=["experiment", "filled", "index", "order"], name="slot_free_idx")]
+        # The free places of one method in hand-out order: the pick walks it from the start and stops at the
+        # first place that is not leased and not of an image the rater has seen.
+        indexes = [models.Index(fields=["experiment", "method", "index", "order"], name="slot_pick_idx",
+                                condition=models.Q(filled=False))]
 
     def __str__(self) -> str:
         return f"slot {self.index} of {self.colorization}"

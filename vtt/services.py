@@ -214,15 +214,20 @@ def slots_sync(*, experiment: Experiment) -> int:
     existing = set(experiment.slots.values_list("colorization_id", "index"))
     rng = random.Random()
     new = [
-        Slot(experiment=experiment, colorization_id=cid, index=i, order=rng.randrange(2**31))
-        for cid in Colorization.objects.filter(method__experiment=experiment, method__role__in=SCORED_ROLES)
-        .exclude(identical())
-        .order_by("id")
-        .values_list("id", flat=True)
+        Slot(experiment=experiment, colorization_id=cid, method_id=method_id, image_id=image_id, index=i,
+             order=rng.randrange(2**31))
+        for cid, method_id, image_id in Colorization.objects.filter(
+            method__experiment=experiment, method__role__in=SCORED_ROLES
+        ).exclude(identical()).order_by("id").values_list("id", "method_id", "image_id")
         for i in range(k)
         if (cid, i) not in existing
     ]
     Slot.objects.bulk_create(new, batch_size=2000)
+    if new and connection.vendor == "postgresql":
+        # Fresh statistics: the planner, left with those of an empty table until autovacuum comes, sorts every
+        # free place of a method for each pick (60 ms at 250,000 places) instead of walking `slot_pick_idx`.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {Slot._meta.db_table}")
     return len(new)
 
 
@@ -441,7 +446,7 @@ def rater_start(
             )
         method = _single_method(experiment) if experiment.design == Experiment.Design.SINGLE else None
         free = _free_slots(experiment, timezone.now())
-        if not (free.filter(colorization__method=method) if method else free).exists():
+        if not (free.filter(method=method) if method else free).exists():
             # Every place is taken: the participant is told at once, with the no-pairs code, not after the practice.
             return Rater.objects.create(
                 experiment=experiment, external_id=external_id, study_id=study_id, session_id=session_id,
@@ -457,6 +462,8 @@ def rater_start(
             viewing=viewing,
             plan=session_plan(experiment),
             method=method,
+            methods=[method.pk] if method else list(
+                Method.objects.filter(experiment=experiment, role__in=SCORED_ROLES).values_list("id", flat=True)),
             pilot=pilot,
         )
         return rater
@@ -484,9 +491,9 @@ def rater_decline(
                 return rater
             if rater.trials.exists():
                 raise TrialRejected("you have already started this study: close the tab to stop", status=409)
-            rater.declined, rater.plan, rater.method = timezone.now(), [], None
+            rater.declined, rater.plan, rater.method, rater.methods = timezone.now(), [], None, []
             rater.outcome = Rater.Outcome.DECLINED
-            rater.save(update_fields=["declined", "plan", "method", "outcome"])
+            rater.save(update_fields=["declined", "plan", "method", "methods", "outcome"])
             return rater
         return Rater.objects.create(
             experiment=experiment, external_id=external_id, study_id=study_id, session_id=session_id,
@@ -538,16 +545,65 @@ def _shown(row: dict, plan: list) -> Shown:
 
 
 def _candidates(slot_query):
-    """The first free slot in hand-out order; on PostgreSQL row-locked, skipping locked rows."""
+    """The id of the first free slot in hand-out order; on PostgreSQL row-locked, skipping locked rows."""
     ordered = slot_query.order_by("index", "order")
     if connection.features.has_select_for_update_skip_locked:
         ordered = ordered.select_for_update(skip_locked=True, of=("self",))
-    return ordered.values_list("id", "colorization_id", "colorization__image_id", "colorization__method_id")[:1]
+    return ordered.values_list("id", flat=True)[:1]
 
 
-def _lease(slot_id: int, trial_id: int, expires, experiment: Experiment, now) -> bool:
-    """Compare-and-set: give slot ``slot_id`` to the trial only while the slot is still free."""
-    return bool(_free_slots(experiment, now).filter(pk=slot_id).update(trial_id=trial_id, lease_expires=expires))
+# PostgreSQL: the pick (`PICK`), the new trial and the lease in one statement. The first free place of one method in
+# hand-out order, of an image the rater has not seen, is row-locked (skipping places other transactions hold),
+# the trial is inserted on its colorization and the place leased to the trial. It walks `slot_pick_idx` from its
+# start: the places it passes over are those leased now and those of the rater's images, a few hundred at most.
+PICK = """
+    SELECT id, colorization_id, image_id FROM {slot}
+    WHERE experiment_id = %s AND method_id = %s AND NOT filled AND (trial_id IS NULL OR lease_expires < %s)
+      AND NOT (image_id = ANY(%s::bigint[]))
+    ORDER BY index, "order" LIMIT 1
+    FOR UPDATE SKIP LOCKED
+""".format(slot=Slot._meta.db_table)
+_TAKE_PLACE = """
+WITH pick AS ({pick}), new AS (
+    INSERT INTO {trial} ({{columns}}, colorization_id) SELECT {{values}}, colorization_id FROM pick RETURNING id
+)
+UPDATE {slot} SET trial_id = new.id, lease_expires = %s FROM new, pick WHERE {slot}.id = pick.id
+RETURNING new.id, pick.colorization_id, pick.image_id
+""".format(pick=PICK, slot=Slot._meta.db_table, trial=Trial._meta.db_table)
+
+
+def _take_place(trial: Trial, experiment: Experiment, method_id: int, seen: list[int], now) -> int | None:
+    """Save the unsaved scored ``trial`` on a free place of ``method_id`` of an image not in ``seen``, the place
+    leased to it until ``trial.lease_expires``; returns the image's id, or None (nothing saved) when there is none.
+
+    On PostgreSQL one statement (`_TAKE_PLACE`); on SQLite, whose transactions here take the write lock at
+    their start (``transaction_mode`` IMMEDIATE), the pick, the insert and a compare-and-set of the lease.
+    """
+    if connection.vendor == "postgresql":
+        fields = [f for f in Trial._meta.concrete_fields if not f.primary_key and f.attname != "colorization_id"]
+        sql = _TAKE_PLACE.format(columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
+                                 values=", ".join(["%s"] * len(fields)))
+        values = [f.get_db_prep_save(f.pre_save(trial, add=True), connection) for f in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [experiment.pk, method_id, now, seen, *values, trial.lease_expires])
+            taken = cursor.fetchone()
+        if taken is None:
+            return None
+        trial.pk, trial.colorization_id, image_id = taken
+        trial._state.adding, trial._state.db = False, connection.alias
+        return image_id
+    free = _free_slots(experiment, now).filter(method_id=method_id).exclude(image_id__in=seen)
+    for _ in range(3):  # a lost compare-and-set (a race the locks did not prevent) retries
+        picked = free.order_by("index", "order").values_list("id", "colorization_id", "image_id").first()
+        if picked is None:
+            return None
+        slot_id, trial.colorization_id, image_id = picked
+        trial.save(force_insert=True)
+        if free.filter(pk=slot_id).update(trial_id=trial.pk, lease_expires=trial.lease_expires):
+            return image_id
+        trial.delete()
+        trial.pk = None
+    return None
 
 
 def _assign(rater: Rater, rows: list[dict], position: int, kind: str, side: str, now) -> dict | None:
@@ -558,31 +614,16 @@ def _assign(rater: Rater, rows: list[dict], position: int, kind: str, side: str,
     if kind == Trial.Kind.SCORED:
         if rater.pilot and experiment.state != Experiment.State.PILOT:
             return None  # the pilot is over: its places went back to the main study (`_release_pilot`)
-        if rater.method_id:
-            method_ids = [rater.method_id]
-        else:  # the methods this rater has seen least so far, ties at random
-            counts = Counter(row["colorization__method_id"] for row in rows if row["kind"] == Trial.Kind.SCORED)
-            method_ids = list(
-                Method.objects.filter(experiment=experiment, role__in=SCORED_ROLES).values_list("id", flat=True)
-            )
-            _random.shuffle(method_ids)
-            method_ids.sort(key=lambda m: counts[m])
-        expires = now + timedelta(seconds=experiment.lease_seconds)
+        # The methods this rater has seen least so far, ties at random.
+        counts = Counter(row["colorization__method_id"] for row in rows if row["kind"] == Trial.Kind.SCORED)
+        method_ids = list(rater.methods)
+        _random.shuffle(method_ids)
+        method_ids.sort(key=lambda m: counts[m])
+        trial = Trial(lease_expires=now + timedelta(seconds=experiment.lease_seconds), **new)
         for method_id in method_ids:
-            slots = (
-                _free_slots(experiment, now).filter(colorization__method_id=method_id)
-                .exclude(colorization__image_id__in=seen)
-                .exclude(identical("colorization__"))
-            )
-            for _ in range(3):  # a lost compare-and-set (a race the locks did not prevent) retries
-                picked = list(_candidates(slots))
-                if not picked:
-                    break
-                slot_id, colorization_id, image_id, method_id = picked[0]
-                trial = Trial.objects.create(colorization_id=colorization_id, lease_expires=expires, **new)
-                if _lease(slot_id, trial.pk, expires, experiment, now):
-                    return _row(trial, image_id, method_id)
-                trial.delete()
+            image_id = _take_place(trial, experiment, method_id, seen, now)
+            if image_id is not None:
+                return _row(trial, image_id, method_id)
         return None
     if kind == Trial.Kind.CATCH:  # meant to be easy: the catch method's pairs are never refused
         pool = Colorization.objects.filter(method__experiment=experiment, method__role=Method.Role.CATCH)
@@ -645,9 +686,44 @@ def screened_out_by_catch(rows: list[dict], plan: list, threshold: float) -> boo
     return planned > 0 and failed / planned > threshold
 
 
-def _locked(rater: Rater) -> Rater:
-    """The rater's row, locked: one request of a rater at a time changes their session."""
-    return Rater.objects.select_for_update().select_related("experiment").get(pk=rater.pk)
+@dataclass(frozen=True)
+class SessionRater:
+    """A rater as a request names them: the experiment's slug and the rater tokens of the browser's session (one
+    per experiment it takes part in); `_locked` finds the rater without a query of its own."""
+
+    slug: str
+    tokens: tuple[str, ...]
+
+
+def _locked(rater: Rater | SessionRater) -> Rater:
+    """The rater's row, locked, with its experiment: one request of a rater at a time changes their session.
+
+    Two statements, written out (they run on every request of a rater): the experiment's row, then the rater's.
+    On PostgreSQL the experiment's row is locked in share mode (``FOR KEY SHARE``): the requests of many raters
+    go on side by side, while a change of state (`_transition`, ``FOR UPDATE``) waits for those under way, and
+    those that follow see it (a pilot rater's answer, say, never fills a place that opening the study has just
+    given back). A `SessionRater` that names no rater of the experiment is refused: 404 when the experiment
+    does not exist, 403 otherwise.
+    """
+    postgresql = connection.vendor == "postgresql"
+    named = isinstance(rater, SessionRater)
+    experiment = next(iter(Experiment.objects.raw(
+        f"SELECT * FROM {Experiment._meta.db_table} WHERE {'slug' if named else 'id'} = %s"
+        + (" FOR KEY SHARE" if postgresql else ""), [rater.slug if named else rater.experiment_id])), None)
+    if experiment is None:
+        raise TrialRejected("no such experiment", status=404)
+    if named and not rater.tokens:
+        raise TrialRejected("no rater session for this experiment", status=403)
+    which = f"token IN ({', '.join(['%s'] * len(rater.tokens))})" if named else "id = %s"
+    found = next(iter(Rater.objects.raw(
+        f"SELECT * FROM {Rater._meta.db_table} WHERE experiment_id = %s AND {which} ORDER BY id LIMIT 1"
+        + (" FOR UPDATE" if postgresql else ""), [experiment.pk, *(rater.tokens if named else [rater.pk])])), None)
+    if found is None:
+        if named:
+            raise TrialRejected("no rater session for this experiment", status=403)
+        raise Rater.DoesNotExist(f"rater {rater.pk} of experiment {experiment.pk}")
+    found.experiment = experiment
+    return found
 
 
 def _next(rater: Rater, rows: list[dict], *, ahead: int, renew: bool, now) -> list[Shown]:
@@ -736,7 +812,7 @@ def _fill(row: dict, colorization_id: int, experiment: Experiment, now) -> bool:
         return True
     # The lease ran out and the slot went to someone else: take another free place.
     others = _free_slots(experiment, now).filter(colorization_id=colorization_id)
-    for slot_id, *_ in _candidates(others):
+    for slot_id in _candidates(others):
         if Slot.objects.filter(pk=slot_id).filter(Q(trial__isnull=True) | Q(lease_expires__lt=now), filled=False).update(
             trial_id=row["id"], filled=True, lease_expires=None
         ):
@@ -784,7 +860,7 @@ def _pixels(value) -> int | None:
 
 
 def trial_answer(
-    *, rater: Rater, token: str, choice: str, response_ms: str | int | None, ahead: int = 1,
+    *, rater: Rater | SessionRater, token: str, choice: str, response_ms: str | int | None, ahead: int = 1,
     display_px=None, focus_lost=None, fullscreen=None,
 ) -> Answer:
     """Record the rater's choice on their trial ``token`` and hand out what follows, in one transaction.
@@ -793,7 +869,7 @@ def trial_answer(
     after a network error) is accepted and writes nothing; any other change or replay
     of an answered trial is refused. The viewing conditions of the trial (``display_px``,
     ``focus_lost``, ``fullscreen``) are recorded when they can be read and dropped when
-    not: they never stop an answer.
+    not: they never stop an answer. ``rater`` may be a `SessionRater`, found as the row is locked.
     """
     if choice not in Trial.Side.values:
         raise TrialRejected(f"choice must be one of {', '.join(Trial.Side.values)}")

@@ -182,15 +182,18 @@ def _trial_page(request: HttpRequest, experiment: Experiment, state: dict, urls:
     return render(request, "vtt/trial.html", context)
 
 
+def _session_tokens(request: HttpRequest) -> tuple[str, ...]:
+    """The rater tokens of this browser's session, one per experiment it takes part in."""
+    return tuple(value for key, value in request.session.items() if key.startswith(SESSION_PREFIX))
+
+
 @require_POST
 def answer(request: HttpRequest, slug: str) -> HttpResponse:
-    experiment = get_object_or_404(Experiment, slug=slug)
-    rater = _current_rater(request, experiment)
-    if rater is None:
-        return _rejected(request, services.TrialRejected("no rater session for this experiment", status=403))
+    """The rater's answer; the rater is found as their row is locked (`services.SessionRater`), so that an answer
+    costs a few statements."""
     try:
         result = services.trial_answer(
-            rater=rater,
+            rater=services.SessionRater(slug, _session_tokens(request)),
             token=request.POST.get("trial", ""),
             choice=request.POST.get("choice", ""),
             response_ms=request.POST.get("response_ms"),
@@ -298,8 +301,7 @@ def image(request: HttpRequest, name: str) -> HttpResponse:
     """
     if not _IMAGE_NAME.match(name):
         return HttpResponseBadRequest("bad image name")
-    tokens = [value for key, value in request.session.items() if key.startswith(SESSION_PREFIX)]
-    file = selectors.pending_image(rater_tokens=tokens, name=name[:-4])
+    file = selectors.pending_image(rater_tokens=list(_session_tokens(request)), name=name[:-4])
     if file is None:
         raise Http404("no such image")
     return _image_response(file)
