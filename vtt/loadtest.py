@@ -1,7 +1,8 @@
-"""Simulated raters over HTTP, and throwaway databases and deployments (gunicorn) to run them against.
+"""Simulated raters over HTTP, and throwaway databases and deployments (gunicorn, nginx in front if asked) to run
+them against.
 
-Used by the concurrency test (`tests/test_concurrency.py`) and the serving benchmark
-(`benchmarks/serving.py`). Standard library only on the client side: a simulated
+Used by the concurrency test (`tests/test_concurrency.py`), the nginx test (`tests/test_nginx.py`)
+and the serving benchmark (`benchmarks/serving.py`). Standard library only on the client side: a simulated
 rater is a cookie jar, the landing form's CSRF token, and the JSON answer API the
 browser uses.
 
@@ -34,6 +35,8 @@ from typing import Iterable, Iterator
 BASE_DIR = Path(__file__).resolve().parent.parent
 _STATE = re.compile(r'<script id="vtt-state" type="application/json">(.*?)</script>', re.S)
 _CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+NGINX = Path("/usr/sbin/nginx")  # Debian's
+ACCEL_PREFIX = "/_pairs/"  # VTT_IMAGE_ACCEL_REDIRECT of a deployment behind nginx
 
 
 @dataclass
@@ -43,6 +46,7 @@ class RaterLog:
     acknowledged: dict[str, str] = field(default_factory=dict)   # trial token -> choice, for every 200 answer
     shown: list[str] = field(default_factory=list)                # trial tokens in the order shown
     answer_seconds: list[float] = field(default_factory=list)     # latency of each answer request
+    image_seconds: list[float] = field(default_factory=list)      # latency of each image request (``images``)
     errors: list[str] = field(default_factory=list)               # unexpected statuses
     finished: bool = False
 
@@ -50,8 +54,12 @@ class RaterLog:
 class SimulatedRater:
     """One rater in a browser-less session: landing, start, then answers until done or abandoned."""
 
-    def __init__(self, base_url: str, slug: str, *, seed: int, params: dict[str, str] | None = None, timeout: float = 30):
-        self.base_url, self.slug, self.timeout = base_url.rstrip("/"), slug, timeout
+    def __init__(self, base_url: str, slug: str, *, seed: int, params: dict[str, str] | None = None, timeout: float = 30,
+                 images: bool = False):
+        """``images``: load the two images of each trial as the trial page does (those of the next trial are
+        preloaded while the current one is shown), timing each request."""
+        self.base_url, self.slug, self.timeout, self.images = base_url.rstrip("/"), slug, timeout, images
+        self.loaded: set[str] = set()  # trials whose images were loaded
         self.rng = random.Random(seed)
         self.params = params or {}
         self.jar = http.cookiejar.CookieJar()
@@ -83,7 +91,22 @@ class SimulatedRater:
         if match is None:  # finished already, or no trial left for this rater
             self.log.finished = status == 200
             return None
-        return json.loads(match.group(1))["current"]
+        state = json.loads(match.group(1))
+        self.load_images(state["current"], state.get("next"))
+        return state["current"]
+
+    def load_images(self, *trials: dict | None) -> None:
+        """With ``images``, GET both images of each trial not loaded yet, as the browser does."""
+        for trial in trials:
+            if not self.images or trial is None or trial["token"] in self.loaded:
+                continue
+            self.loaded.add(trial["token"])
+            for side in ("left", "right"):
+                started = time.perf_counter()
+                status, body = self._request(trial[side])
+                self.log.image_seconds.append(time.perf_counter() - started)
+                if status != 200 or not body:
+                    self.log.errors.append(f"image {status} ({len(body)} bytes)")
 
     def answer(self, token: str, choice: str) -> tuple[int, dict]:
         started = time.perf_counter()
@@ -96,15 +119,18 @@ class SimulatedRater:
         data = json.loads(body) if body.startswith(b"{") else {}
         if status == 200:
             self.log.acknowledged[token] = choice
+            self.load_images(data.get("current"), data.get("next"))
         else:
             self.log.errors.append(f"answer {status}: {data.get('error', body[:80])}")
         return status, data
 
-    def run(self, *, abandon_after: int | None = None, double_submit: bool = False, think: float = 0.0) -> RaterLog:
+    def run(self, *, abandon_after: int | None = None, double_submit: bool = False, think: float = 0.0,
+            pause: tuple[float, float] | None = None) -> RaterLog:
         """Answer every trial (a random side), stopping after ``abandon_after`` answers if given.
 
         ``double_submit`` sends each answer twice at once from two threads, as a double
-        click or a retry racing the first request would.
+        click or a retry racing the first request would. Before each answer the rater
+        waits a random time: up to ``think`` seconds, or between the two of ``pause``.
         """
         current = self.start()
         answered = 0
@@ -112,8 +138,8 @@ class SimulatedRater:
             if abandon_after is not None and answered >= abandon_after:
                 return self.log
             self.log.shown.append(current["token"])
-            if think:
-                time.sleep(self.rng.uniform(0, think))
+            if think or pause:
+                time.sleep(self.rng.uniform(*(pause or (0, think))))
             choice = self.rng.choice("LR")
             if double_submit:
                 results: list[tuple[int, dict]] = []
@@ -172,9 +198,11 @@ class Scratch:
 
 @dataclass
 class Deployment(Scratch):
-    """A running gunicorn of this project on a scratch database; see `deployment`."""
+    """A running gunicorn of this project on a scratch database, nginx in front if asked; see `deployment`."""
 
-    base_url: str = ""
+    base_url: str = ""  # where clients go: nginx when there is one, else gunicorn
+    app_url: str = ""   # gunicorn itself
+    process_groups: list[int] = field(default_factory=list)  # gunicorn's and nginx's (for their CPU time)
 
 
 @contextmanager
@@ -238,14 +266,44 @@ def stop_group(process: subprocess.Popen, *, seconds: float) -> None:
         process.wait()
 
 
+def require_nginx() -> Path:
+    """Debian's nginx binary; RuntimeError saying how to install it when it is missing."""
+    if not os.access(NGINX, os.X_OK):
+        raise RuntimeError(f"{NGINX} is missing: install Debian's nginx (apt-get install nginx; .ci/run does it)")
+    return NGINX
+
+
+def start_nginx(site: Deployment, prefix: Path) -> subprocess.Popen:
+    """nginx on a free port of 127.0.0.1 in front of ``site.app_url``, from ``manage.py nginx_config --standalone``
+    (its files in ``prefix``; ``user root`` when running as root: the scratch folder is root's alone)."""
+    nginx = require_nginx()
+    prefix.mkdir()
+    port = free_port()
+    user = ["--user", "root"] if os.geteuid() == 0 else []
+    config = site.manage("nginx_config", "--standalone", "--prefix", str(prefix), "--listen", f"127.0.0.1:{port}",
+                         "--upstream", site.app_url.removeprefix("http://"), *user)
+    (prefix / "nginx.conf").write_text(config)
+    site.base_url = f"http://127.0.0.1:{port}"
+    return subprocess.Popen([str(nginx), "-p", str(prefix), "-c", str(prefix / "nginx.conf")], start_new_session=True)
+
+
 @contextmanager
-def deployment(backend: str, *, workers: int = 4, options: Iterable[str] = ("--preload", "--timeout", "60")
-               ) -> Iterator[Deployment]:
+def deployment(backend: str, *, workers: int = 4, options: Iterable[str] = ("--preload", "--timeout", "60"),
+               nginx: bool = False) -> Iterator[Deployment]:
     """A scratch database served by gunicorn on a free port of 127.0.0.1, with ``workers`` workers and the other
-    gunicorn ``options``."""
+    gunicorn ``options``.
+
+    ``nginx=True`` puts Debian's nginx in front, on another free port (``site.base_url``; gunicorn stays at
+    ``site.app_url``), as in production: static files and pair images from nginx (the app answers with
+    X-Accel-Redirect, ``VTT_IMAGE_ACCEL_REDIRECT`` set), the rest proxied to gunicorn.
+    """
+    if nginx:
+        require_nginx()  # before a database is made for nothing
     with scratch(backend) as base:
         port = free_port()
-        site = Deployment(base.env, base.database_url, base.workdir, base_url=f"http://127.0.0.1:{port}")
+        env = {**base.env, "VTT_IMAGE_ACCEL_REDIRECT": ACCEL_PREFIX} if nginx else base.env
+        app_url = f"http://127.0.0.1:{port}"
+        site = Deployment(env, base.database_url, base.workdir, base_url=app_url, app_url=app_url)
         site.manage("collectstatic", "--noinput", "--verbosity", "0")
         gunicorn = Path(sys.executable).with_name("gunicorn")
         process = subprocess.Popen(
@@ -253,9 +311,21 @@ def deployment(backend: str, *, workers: int = 4, options: Iterable[str] = ("--p
              "--log-level", "warning", "--control-socket", str(base.workdir / "gunicorn.ctl")],
             cwd=BASE_DIR, env=site.env, start_new_session=True,
         )
+        front = None
         try:
-            wait_until_up(site.base_url + "/healthz", process)
+            wait_until_up(site.app_url + "/healthz", process)
+            site.process_groups.append(process.pid)  # started in a session of its own: its group's id
+            if nginx:
+                front = start_nginx(site, base.workdir / "nginx")
+                site.process_groups.append(front.pid)
+                try:
+                    wait_until_up(site.base_url + "/healthz", front, what="nginx")
+                except RuntimeError as exc:
+                    log = base.workdir / "nginx" / "error.log"
+                    raise RuntimeError(f"{exc}; its error log:\n{log.read_text()[-3000:]}" if log.exists()
+                                       else str(exc)) from None
             yield site
         finally:
-            if process.poll() is None:
-                stop_group(process, seconds=20)
+            for running in (front, process):
+                if running is not None and running.poll() is None:
+                    stop_group(running, seconds=20)

@@ -143,6 +143,19 @@ STORAGES = {
 # ETag) that could tell the real image from the generated one.
 MEDIA_ROOT = Path(os.environ.get("VTT_MEDIA_ROOT", VAR_DIR / "media"))
 VTT_IMAGE_CACHE_SECONDS = 3600
+# Pair images sent by nginx: with VTT_IMAGE_ACCEL_REDIRECT=/_pairs/, the prefix of an ``internal``
+# nginx location aliased to MEDIA_ROOT/pairs/ (``python manage.py nginx_config`` writes it, with
+# ``etag off``, no Last-Modified and ``if_modified_since off``), `vtt.views.image` still decides
+# which rater may see which image, then answers with an empty body and
+# ``X-Accel-Redirect: /_pairs/<file>``, and nginx sends the file: no Django worker is busy
+# with the bytes. Empty (the default, and the demo's): the app sends the bytes itself. Set it
+# only behind that nginx: without one, every image would come back empty.
+VTT_IMAGE_ACCEL_REDIRECT = os.environ.get("VTT_IMAGE_ACCEL_REDIRECT", "").strip()
+if VTT_IMAGE_ACCEL_REDIRECT and not (VTT_IMAGE_ACCEL_REDIRECT.startswith("/") and VTT_IMAGE_ACCEL_REDIRECT.endswith("/")):
+    raise ImproperlyConfigured(
+        f"VTT_IMAGE_ACCEL_REDIRECT must be a location path that starts and ends with '/' (e.g. /_pairs/), "
+        f"got {VTT_IMAGE_ACCEL_REDIRECT!r}"
+    )
 
 LOGIN_URL = "admin:login"
 # The rater's id lives in a signed cookie: no session row to read or write per request.
