@@ -122,3 +122,17 @@ def test_raters_requests_go_side_by_side_and_a_change_of_state_waits_for_them(me
     services.experiment_pause(experiment=experiment)  # once the request has ended
     assert Experiment.objects.get(pk=experiment.pk).state == Experiment.State.PAUSED
     assert Slot.objects.filter(trial__rater=second, filled=True).count() == 1
+
+
+@pytest.mark.django_db
+def test_rows_read_by_hand_equal_the_orms(media_root):
+    """`services._one` (the rater's and the experiment's rows, written out) makes the instances the ORM makes:
+    every field's value and type, JSON, decimals and datetimes included."""
+    experiment = synthetic_experiment("s", images=10, methods=2, k=2, trials_per_rater=4, catch_trial_rate=0)
+    rater = services.rater_start(experiment=experiment, viewing={"screen_w": 1920, "screen_h": 1080})
+    for model, pk in ((Experiment, experiment.pk), (Rater, rater.pk)):
+        by_hand, orm = services._one(model, "WHERE id = %s", [pk]), model.objects.get(pk=pk)
+        for field in model._meta.concrete_fields:
+            mine, theirs = getattr(by_hand, field.attname), getattr(orm, field.attname)
+            assert (mine, type(mine)) == (theirs, type(theirs)), field.name
+    assert services._one(Rater, "WHERE id = %s", [rater.pk + 1000]) is None

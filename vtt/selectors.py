@@ -7,7 +7,7 @@ from operator import itemgetter
 from statistics import median
 
 import numpy as np
-from django.db import connections
+from django.db import connection, connections
 from django.db.models import Case, Count, F, Max, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -309,6 +309,16 @@ def pair_files(*, experiment: Experiment, methods: list[str] | None = None) -> t
     return names, [row for row in rows.values() if len(row["files"]) == len(names)]
 
 
+_PENDING_IMAGE = f"""
+    SELECT t.left_image, t.real_side, c.file, i.real_file
+    FROM {Trial._meta.db_table} t JOIN {Rater._meta.db_table} r ON r.id = t.rater_id
+    JOIN {Colorization._meta.db_table} c ON c.id = t.colorization_id
+    JOIN {ExperimentImage._meta.db_table} i ON i.id = c.image_id
+    WHERE (t.left_image = %s OR t.right_image = %s) AND t.answered IS NULL
+      AND r.token IN ({{tokens}}) AND r.declined IS NULL AND r.finished IS NULL
+"""
+
+
 def pending_image(*, rater_tokens: list[str], name: str) -> str | None:
     """The stored file behind image URL ``name`` of a pending trial of one of these raters (one query).
 
@@ -317,12 +327,11 @@ def pending_image(*, rater_tokens: list[str], name: str) -> str | None:
     None, as does a rater who declined or whose session ended (screened out, returned,
     timed out: their pending trials are never answered).
     """
-    trial = (
-        Trial.objects.filter(Q(left_image=name) | Q(right_image=name), rater__token__in=rater_tokens,
-                             answered__isnull=True, rater__declined__isnull=True, rater__finished__isnull=True)
-        .values_list("left_image", "real_side", "colorization__file", "colorization__image__real_file")
-        .first()
-    )
+    if not rater_tokens:
+        return None
+    with connection.cursor() as cursor:  # written out: it runs for every image a rater loads
+        cursor.execute(_PENDING_IMAGE.format(tokens=", ".join(["%s"] * len(rater_tokens))), [name, name, *rater_tokens])
+        trial = cursor.fetchone()
     if trial is None:
         return None
     left_image, real_side, file, real_file = trial

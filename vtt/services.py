@@ -524,13 +524,26 @@ class Shown:
     exposure_ms: int | None  # set once it is the current trial (None: untimed, or not yet current)
 
 
-# One query loads what the engine needs of a rater's trials.
+# The statements run by every answer are written out (here, in `_locked`, `_take_place` and
+# `selectors.pending_image`): on that path Django's query compiler took more time than the database
+# (`benchmarks/answer_path.py`). Each goes through a primary-key, unique or `slot_pick_idx` index.
+
+# What the engine needs of a rater's trials, in one statement: a row per trial, its keys `_ROW`. ``answered``
+# is only ever tested for None here (the trials are answered in order: the latest answered is the last).
 _ROW = ("id", "token", "kind", "position", "real_side", "answered", "choice", "colorization_id", "colorization__image_id",
         "colorization__method_id", "left_image", "right_image", "exposure_ms")
+_ROWS = f"""
+    SELECT t.id, t.token, t.kind, t.position, t.real_side, t.answered, t.choice, t.colorization_id, c.image_id,
+           c.method_id, t.left_image, t.right_image, t.exposure_ms
+    FROM {Trial._meta.db_table} t JOIN {Colorization._meta.db_table} c ON c.id = t.colorization_id
+    WHERE t.rater_id = %s ORDER BY t.position
+"""
 
 
 def _rows(rater: Rater) -> list[dict]:
-    return list(Trial.objects.filter(rater=rater).order_by("position").values(*_ROW))
+    with connection.cursor() as cursor:
+        cursor.execute(_ROWS, [rater.pk])
+        return [dict(zip(_ROW, row)) for row in cursor.fetchall()]
 
 
 def _shown(row: dict, plan: list) -> Shown:
@@ -686,6 +699,33 @@ def screened_out_by_catch(rows: list[dict], plan: list, threshold: float) -> boo
     return planned > 0 and failed / planned > threshold
 
 
+_COLUMNS: dict[tuple[str, type], tuple[str, list]] = {}  # (database, model): its SELECT and its columns' converters
+
+
+def _one(model, where: str, params: list):
+    """The first row of ``model``'s table selected by ``where`` (a WHERE clause and what follows it), as an
+    instance made and converted as the ORM makes it (`Model.from_db`), or None."""
+    key = (connection.alias, model)
+    if key not in _COLUMNS:
+        fields = model._meta.concrete_fields
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        cols = [f.get_col(model._meta.db_table) for f in fields]
+        converters = [(col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)) for col in cols]
+        _COLUMNS[key] = (f"SELECT {columns} FROM {model._meta.db_table} ", converters)
+    select, converters = _COLUMNS[key]
+    with connection.cursor() as cursor:
+        cursor.execute(select + where, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = []
+    for value, (col, convert) in zip(row, converters):
+        for converter in convert:
+            value = converter(value, col, connection)
+        values.append(value)
+    return model.from_db(connection.alias, None, values)
+
+
 @dataclass(frozen=True)
 class SessionRater:
     """A rater as a request names them: the experiment's slug and the rater tokens of the browser's session (one
@@ -707,17 +747,15 @@ def _locked(rater: Rater | SessionRater) -> Rater:
     """
     postgresql = connection.vendor == "postgresql"
     named = isinstance(rater, SessionRater)
-    experiment = next(iter(Experiment.objects.raw(
-        f"SELECT * FROM {Experiment._meta.db_table} WHERE {'slug' if named else 'id'} = %s"
-        + (" FOR KEY SHARE" if postgresql else ""), [rater.slug if named else rater.experiment_id])), None)
+    experiment = _one(Experiment, f"WHERE {'slug' if named else 'id'} = %s" + (" FOR KEY SHARE" if postgresql else ""),
+                      [rater.slug if named else rater.experiment_id])
     if experiment is None:
         raise TrialRejected("no such experiment", status=404)
     if named and not rater.tokens:
         raise TrialRejected("no rater session for this experiment", status=403)
     which = f"token IN ({', '.join(['%s'] * len(rater.tokens))})" if named else "id = %s"
-    found = next(iter(Rater.objects.raw(
-        f"SELECT * FROM {Rater._meta.db_table} WHERE experiment_id = %s AND {which} ORDER BY id LIMIT 1"
-        + (" FOR UPDATE" if postgresql else ""), [experiment.pk, *(rater.tokens if named else [rater.pk])])), None)
+    found = _one(Rater, f"WHERE experiment_id = %s AND {which} ORDER BY id LIMIT 1" + (" FOR UPDATE" if postgresql else ""),
+                 [experiment.pk, *(rater.tokens if named else [rater.pk])])
     if found is None:
         if named:
             raise TrialRejected("no rater session for this experiment", status=403)
@@ -808,8 +846,11 @@ def rater_return(*, rater: Rater) -> Rater:
 
 def _fill(row: dict, colorization_id: int, experiment: Experiment, now) -> bool:
     """Fill a slot of the trial's pair with its answer; False if the pair already has K."""
-    if Slot.objects.filter(trial_id=row["id"], filled=False).update(filled=True, lease_expires=None):
-        return True
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {Slot._meta.db_table} SET filled = %s, lease_expires = NULL "
+                       "WHERE trial_id = %s AND NOT filled", [True, row["id"]])
+        if cursor.rowcount:
+            return True
     # The lease ran out and the slot went to someone else: take another free place.
     others = _free_slots(experiment, now).filter(colorization_id=colorization_id)
     for slot_id in _candidates(others):
@@ -893,7 +934,7 @@ def trial_answer(
             raise TrialRejected("no such trial in this session", status=404)
         now = timezone.now()
         if row["answered"] is not None:
-            latest = max((r for r in rows if r["answered"] is not None), key=lambda r: (r["answered"], r["position"]))
+            latest = max((r for r in rows if r["answered"] is not None), key=lambda r: r["position"])
             if row["choice"] == choice and latest is row:
                 pending = [_shown(r, rater.plan) for r in rows if r["answered"] is None]
                 return Answer(row["kind"], choice, row["real_side"], duplicate=True, pending=pending)
@@ -906,10 +947,12 @@ def trial_answer(
         # A pilot rater answering after the pilot ended fills no place of the main study (kept, not counted).
         if row["kind"] == Trial.Kind.SCORED and not (rater.pilot and rater.experiment.state != Experiment.State.PILOT):
             counted = _fill(row, row["colorization_id"], rater.experiment, now)
-        Trial.objects.filter(pk=row["id"]).update(
-            choice=choice, response_ms=response, answered=now, counted=counted, display_px=_pixels(display_px),
-            focus_lost=_flag(focus_lost), fullscreen=_flag(fullscreen),
-        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Trial._meta.db_table} SET choice = %s, response_ms = %s, answered = %s, counted = %s, "
+                "display_px = %s, focus_lost = %s, fullscreen = %s WHERE id = %s",
+                [choice, response, Trial._meta.get_field("answered").get_db_prep_save(now, connection), counted,
+                 _pixels(display_px), _flag(focus_lost), _flag(fullscreen), row["id"]])
         row.update(choice=choice, answered=now)
         experiment = rater.experiment
         if row["kind"] == Trial.Kind.CATCH:
