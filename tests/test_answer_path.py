@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 
 from tests.test_rater_flow import JSON, page_state, start
 from vtt import services
-from vtt.models import Experiment, Method, Rater, Slot
+from vtt.models import Colorization, Experiment, Method, Rater, Slot
 from vtt.synthetic import synthetic_experiment
 
 # Besides BEGIN/COMMIT or the savepoints of a test's transaction: the experiment's row, the rater's, the rater's
@@ -136,3 +136,34 @@ def test_rows_read_by_hand_equal_the_orms(media_root):
             mine, theirs = getattr(by_hand, field.attname), getattr(orm, field.attname)
             assert (mine, type(mine)) == (theirs, type(theirs)), field.name
     assert services._one(Rater, "WHERE id = %s", [rater.pk + 1000]) is None
+
+
+@pytest.mark.django_db
+def test_practice_and_catch_pairs_are_drawn_from_a_random_point_of_the_random_rank(media_root, monkeypatch):
+    """`services._draw`: a method at random, then its first pair at or after a random point of
+    `Colorization.order`, wrapping around; never an image seen, a control, or two identical images."""
+    experiment = synthetic_experiment("s", images=6, methods=2, k=2, trials_per_rater=4, catch_trial_rate=0)
+    tested, control = Method.objects.filter(experiment=experiment, role=Method.Role.TESTED).order_by("id")
+    Method.objects.filter(pk=control.pk).update(role=Method.Role.CALIBRATION)
+    pairs = list(Colorization.objects.filter(method__experiment=experiment).select_related("image").order_by("id"))
+    step = 2**31 // (len(pairs) + 1)  # ranks spread over the whole range, in id order
+    for rank, pair in enumerate(pairs, start=1):
+        Colorization.objects.filter(pk=pair.pk).update(order=step * rank)
+    ours = [p for p in pairs if p.method_id == tested.pk]  # in rank order
+    Colorization.objects.filter(pk=ours[0].pk).update(sha256=ours[0].image.real_sha256)  # two identical images
+
+    def draw(role, seen, start):
+        monkeypatch.setattr(services._random, "randrange", lambda n: start)
+        return services._draw(experiment, role, seen)
+
+    assert draw(Method.Role.TESTED, [], 0)[0] == ours[1].pk                # the first after 0, identical skipped
+    assert draw(Method.Role.TESTED, [], step * len(pairs) + 1)[0] == ours[1].pk  # after the last: wraps around
+    assert draw(Method.Role.TESTED, [ours[1].image_id], 0)[0] == ours[2].pk  # an image seen is skipped
+    assert draw(Method.Role.TESTED, [p.image_id for p in ours], 0) is None
+    catch = [p for p in pairs if p.method.role == Method.Role.CATCH]
+    just_before = step * (pairs.index(catch[3]) + 1) - 1
+    assert draw(Method.Role.CATCH, [], just_before)[0] == catch[3].pk
+    assert draw(Method.Role.CATCH, [catch[3].image_id], just_before)[0] == catch[4].pk
+    monkeypatch.undo()
+    drawn = {services._draw(experiment, Method.Role.TESTED, [ours[2].image_id])[0] for _ in range(200)}
+    assert drawn <= {p.pk for p in ours[1:]} - {ours[2].pk} and len(drawn) >= 2

@@ -90,6 +90,8 @@ def test_0008_gives_places_their_method_and_image_and_raters_in_progress_their_m
         assert Rater.objects.get(pk=in_progress.pk).methods == sorted([tested.pk, control.pk])
         assert Rater.objects.get(pk=single.pk).methods == [tested.pk]
         assert Rater.objects.get(pk=finished.pk).methods == []
+        orders = list(apps.get_model("vtt", "Colorization").objects.values_list("order", flat=True))
+        assert len(set(orders)) == 4 and all(0 <= o < 2**31 for o in orders)  # a random rank each
     finally:
         executor = MigrationExecutor(connection)
         migrate(executor.loader.graph.leaf_nodes())

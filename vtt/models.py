@@ -26,6 +26,11 @@ def new_token() -> str:
     return secrets.token_hex(16)
 
 
+def random_rank() -> int:
+    """A random rank in 0 .. 2**31 - 1 (`Colorization.order`)."""
+    return secrets.randbelow(2**31)
+
+
 def new_completion_code() -> str:
     """A completion code for raters who finish: 'C' and 8 hexadecimal digits, e.g. 'C7F2A9B41'."""
     return "C" + secrets.token_hex(4).upper()
@@ -395,6 +400,11 @@ class Colorization(models.Model):
         "which the engine never shows (catch trials aside).",
     )
     seed = models.BigIntegerField(help_text="Seed of the random generator the colorizer was given.")
+    order = models.PositiveIntegerField(
+        default=random_rank,
+        help_text="Random rank: a practice or catch trial takes, of one method, the first pair from a random point "
+        "of this order (`vtt.services`), through one index instead of shuffling every pair.",
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -402,6 +412,7 @@ class Colorization(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["image", "method"], name="unique_colorization_per_pair")
         ]
+        indexes = [models.Index(fields=["method", "order"], name="colorization_draw_idx")]
 
     def __str__(self) -> str:
         return f"{self.method.name} on {self.image.source.path}"

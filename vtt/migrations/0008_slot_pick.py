@@ -1,7 +1,9 @@
 """The place pick reads one table through one index: a slot carries its colorization's method and image, and a
-rater the ids of the methods its scored trials come from."""
+rater the ids of the methods its scored trials come from; practice and catch pairs are drawn through an index on
+a random rank of each colorization."""
 
 import django.db.models.deletion
+import vtt.models
 from django.db import migrations, models
 from django.db.models import F, OuterRef, Subquery
 
@@ -21,6 +23,14 @@ def no_places_for_identical_pairs(apps, schema_editor):
     Slot = apps.get_model("vtt", "Slot")
     Slot.objects.filter(filled=False, colorization__sha256=F("colorization__image__real_sha256")).exclude(
         colorization__sha256="").delete()
+
+
+def random_ranks(apps, schema_editor):
+    """A random rank for each existing colorization (AddField gave them all the same one)."""
+    table = apps.get_model("vtt", "Colorization")._meta.db_table
+    random = ("floor(random() * 2147483648)::integer" if schema_editor.connection.vendor == "postgresql"
+              else "abs(random()) % 2147483648")
+    schema_editor.execute(f'UPDATE {table} SET "order" = {random}')
 
 
 def methods_of_raters_in_progress(apps, schema_editor):
@@ -60,6 +70,16 @@ class Migration(migrations.Migration):
             field=models.ForeignKey(db_index=False, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='vtt.experimentimage'),
         ),
         migrations.RunPython(copy_method_and_image, migrations.RunPython.noop),
+        migrations.AddField(
+            model_name='colorization',
+            name='order',
+            field=models.PositiveIntegerField(default=vtt.models.random_rank, help_text='Random rank: a practice or catch trial takes, of one method, the first pair from a random point of this order (`vtt.services`), through one index instead of shuffling every pair.'),
+        ),
+        migrations.RunPython(random_ranks, migrations.RunPython.noop),
+        migrations.AddIndex(
+            model_name='colorization',
+            index=models.Index(fields=['method', 'order'], name='colorization_draw_idx'),
+        ),
         migrations.RunPython(no_places_for_identical_pairs, migrations.RunPython.noop),
         migrations.RunPython(methods_of_raters_in_progress, migrations.RunPython.noop),
         migrations.AlterField(
