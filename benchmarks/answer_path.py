@@ -3,7 +3,8 @@
     python benchmarks/answer_path.py [--backend postgresql|sqlite] [--scale bench|ctest10k] [--raters 10]
 
 A scratch database (`vtt.loadtest.scratch`) gets an open experiment whose rows are
-made directly (`vtt.synthetic`), with a catch method beside the rated ones:
+made directly (`vtt.synthetic`, then settled: ``VACUUM ANALYZE``), with a catch method beside
+the rated ones:
 
 - ``bench``: 50 images, one rated method, K = 51 (the experiment the serving
   benchmark used before it had a ctest10k scale);
@@ -73,10 +74,11 @@ def main() -> None:
         from django.test.utils import CaptureQueriesContext
 
         started = time.perf_counter()
-        from vtt.synthetic import synthetic_experiment
+        from vtt.synthetic import settle, synthetic_experiment
 
         images, methods, k = SCALES[args.scale]
         slug = synthetic_experiment("bench", images=images, methods=methods, k=k).slug
+        settle()
         print(f"{args.scale}: built and opened in {time.perf_counter() - started:.1f} s "
               f"({args.backend}, {connection.cursor().connection.__class__.__module__})")
         profiler = cProfile.Profile()

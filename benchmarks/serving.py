@@ -8,7 +8,9 @@ Starts a throwaway deployment (`vtt.loadtest.deployment`: a new database, gunico
 Debian's nginx in front of it as in production, the pair images sent by nginx on the app's
 X-Accel-Redirect) whose open experiment is made directly in the database (`vtt.synthetic`):
 ``small`` is 100 images of one rated method with K large enough for every simulated rater,
-``ctest10k`` is 10,000 images x 5 methods x K = 5 (250,000 places). Every rater's session
+``ctest10k`` is 10,000 images x 5 methods x K = 5 (250,000 places); then `vtt.synthetic.settle`
+(``VACUUM ANALYZE``, what autovacuum does soon after the bulk inserts of opening, which would
+otherwise run during the first phases). Every rater's session
 is 40 trials, 4 of them catch trials, and loads the images of each trial as the trial page
 does (the next trial's are preloaded). Then, one phase after the other, in one run:
 
@@ -183,9 +185,9 @@ def main() -> None:
         options += ["--worker-class", "gthread", "--threads", str(args.threads)]
     with deployment(args.backend, workers=args.workers, options=options, nginx=args.through == "nginx") as site:
         built = time.perf_counter()
-        site.manage("shell", "-c", "from vtt.synthetic import synthetic_experiment; "
+        site.manage("shell", "-c", "from vtt.synthetic import synthetic_experiment, settle; "
                     f"synthetic_experiment('bench', images={images}, methods={methods}, k={k}, "
-                    f"trials_per_rater={TRIALS}, catch_trial_rate=0.1)")
+                    f"trials_per_rater={TRIALS}, catch_trial_rate=0.1); settle()")
         built = time.perf_counter() - built
         groups = dict(zip(site.process_groups, ["gunicorn", "nginx"]))
 

@@ -18,11 +18,15 @@ trial: once seen (in practice, catch or scored trials), the true colours are
 known. Slots are handed out lowest index first, in a random order within an
 index, so every pair gets its first rater before any gets its second.
 
-Concurrency: on PostgreSQL the slot is picked with ``SELECT ... FOR UPDATE SKIP
-LOCKED``, so concurrent raters never wait for each other's candidate rows; the
-lease itself is a compare-and-set ``UPDATE`` that only succeeds on a free slot,
-which is what keeps the invariants on any database. SQLite runs transactions as
-``BEGIN IMMEDIATE`` (see settings), one writer at a time.
+Concurrency: every request of a rater locks the rater's row, so one request of a
+rater at a time changes their session, and the experiment's row in share mode, so
+that raters go on side by side while a change of state waits for them (`_locked`).
+On PostgreSQL one statement picks the slot with ``SELECT ... FOR UPDATE SKIP
+LOCKED`` (concurrent raters never wait for each other's candidate rows), inserts the
+trial and leases the slot to it (`_take_place`); it walks the partial index
+``slot_pick_idx`` of a method's free slots in hand-out order. SQLite runs
+transactions as ``BEGIN IMMEDIATE`` (see settings), one writer at a time, and leases
+with a compare-and-set ``UPDATE`` that only succeeds on a free slot.
 
 What a pair may be: never two identical files (a `Colorization` whose bytes equal
 its real image's, such as the ``ground_truth`` control, tells a rater nothing and,

@@ -15,6 +15,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from django.db import connection
+
 from . import services
 from .models import Colorization, Experiment, ExperimentImage, Method, SourceImage, new_token, pairs_dir
 
@@ -58,3 +60,11 @@ def synthetic_experiment(slug: str, *, images: int, methods: int, k: int, trials
                           seed=0) for i, row in enumerate(rows)], batch_size=5000)
     services.experiment_open(experiment=Experiment.objects.get(pk=experiment.pk))
     return Experiment.objects.get(pk=experiment.pk)
+
+
+def settle() -> None:
+    """On PostgreSQL, ``VACUUM ANALYZE``: what autovacuum does soon after an experiment's bulk inserts, done now so
+    that it does not run during a measurement (outside a transaction)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
