@@ -41,12 +41,13 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vtt.loadtest import RaterLog, SimulatedRater, deployment  # noqa: E402
+from vtt.loadtest import CTEST10K, RaterLog, SimulatedRater, deployment  # noqa: E402
 
 TRIALS = 40
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -95,7 +96,7 @@ def client_cpu() -> float:
 class Phase:
     name: str
     seconds: float
-    logs: list[RaterLog]  # the ceiling's: its (requests/s, latencies)
+    result: Any  # what the phase's work returned: the raters' logs (the ceiling: its requests/s and latencies)
     server: dict[str, float]  # CPU seconds of each part of the server
     client: float
 
@@ -106,9 +107,9 @@ class Phase:
                 f"{sum(self.server.values()) / n * 1000:.2f} ms ({parts}), client {self.client / n * 1000:.2f} ms")
 
     def report(self) -> str:
-        answers = [t for log in self.logs for t in log.answer_seconds]
-        images = [t for log in self.logs for t in log.image_seconds]
-        errors = [e for log in self.logs for e in log.errors]
+        answers = [t for log in self.result for t in log.answer_seconds]
+        images = [t for log in self.result for t in log.image_seconds]
+        errors = [e for log in self.result for e in log.errors]
         n = max(len(answers), 1)
         return (f"{self.name}: {len(answers) / self.seconds:7.1f} answers/s, {len(images) / self.seconds:7.1f} "
                 f"images/s over {self.seconds:.1f} s; answer p50 {ms(answers, 50)} ms, p99 {ms(answers, 99)} ms; "
@@ -118,10 +119,10 @@ class Phase:
 
 def measured(name: str, groups: dict[int, str], work) -> Phase:
     server, client, start = server_cpu(groups), client_cpu(), time.perf_counter()
-    logs = work()
+    result = work()
     seconds = time.perf_counter() - start
     after = server_cpu(groups)
-    return Phase(name, seconds, logs, {part: after[part] - server[part] for part in after}, client_cpu() - client)
+    return Phase(name, seconds, result, {part: after[part] - server[part] for part in after}, client_cpu() - client)
 
 
 def trivial(base_url: str, clients: int, requests: int) -> tuple[float, list[float]]:
@@ -138,6 +139,12 @@ def trivial(base_url: str, clients: int, requests: int) -> tuple[float, list[flo
     with ThreadPoolExecutor(clients) as pool:
         latencies = [t for times in pool.map(one, range(clients)) for t in times]
     return len(latencies) / (time.perf_counter() - start), latencies
+
+
+def closed_loop(base_url: str, raters: int) -> list[RaterLog]:
+    """``raters`` raters answering their whole sessions at once, with no pause; one thread each."""
+    with ThreadPoolExecutor(raters) as pool:
+        return list(pool.map(lambda i: SimulatedRater(base_url, "bench", seed=i, images=True).run(), range(raters)))
 
 
 def open_loop(base_url: str, arrivals: int, over: float, seed: int) -> list[RaterLog]:
@@ -162,7 +169,8 @@ def open_loop(base_url: str, arrivals: int, over: float, seed: int) -> list[Rate
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql", help="Default: postgresql.")
+    parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql",
+                        help="Default: postgresql.")
     parser.add_argument("--through", choices=["nginx", "gunicorn"], default="nginx",
                         help="nginx in front (production), or clients straight to gunicorn. Default: nginx.")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers. Default: 4.")
@@ -176,7 +184,7 @@ def main() -> None:
 
     sessions = 1 + args.raters + (0 if args.no_open_loop else args.arrivals)
     if args.scale == "ctest10k":
-        images, methods, k = 10_000, 5, 5
+        images, methods, k = CTEST10K
     else:
         images, methods = 100, 1
         k = math.ceil(sessions * TRIALS / images) + 1
@@ -192,11 +200,11 @@ def main() -> None:
         groups = dict(zip(site.process_groups, ["gunicorn", "nginx"]))
 
         ceiling = measured("ceiling", groups, lambda: trivial(site.base_url, args.raters, TRIALS))
-        rate, latencies = ceiling.logs
+        rate, latencies = ceiling.result
         alone = measured("one rater alone", groups,
                          lambda: [SimulatedRater(site.base_url, "bench", seed=10_000, images=True).run()])
-        closed = measured(f"closed loop, {args.raters} raters", groups, lambda: list(ThreadPoolExecutor(args.raters).map(
-            lambda i: SimulatedRater(site.base_url, "bench", seed=i, images=True).run(), range(args.raters))))
+        closed = measured(f"closed loop, {args.raters} raters", groups,
+                          lambda: closed_loop(site.base_url, args.raters))
         phases = [alone, closed]
         if not args.no_open_loop:
             phases.append(measured(f"open loop, {args.arrivals} raters over {args.arrival_seconds:.0f} s", groups,
@@ -209,7 +217,7 @@ def main() -> None:
           f"p99 {ms(latencies, 99)} ms; {ceiling.cpu(len(latencies))}")
     for phase in phases:
         print(phase.report())
-    answers = sum(len(log.answer_seconds) for log in closed.logs)
+    answers = sum(len(log.answer_seconds) for log in closed.result)
     print(f"answers/s as a fraction of the ceiling: {answers / closed.seconds / rate:.0%} (closed loop)")
 
 

@@ -37,6 +37,7 @@ _STATE = re.compile(r'<script id="vtt-state" type="application/json">(.*?)</scri
 _CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 NGINX = Path("/usr/sbin/nginx")  # Debian's
 ACCEL_PREFIX = "/_pairs/"  # VTT_IMAGE_ACCEL_REDIRECT of a deployment behind nginx
+CTEST10K = (10_000, 5, 5)  # ctest10k's scale for the benchmarks (`vtt.synthetic`): images, rated methods, K
 
 
 @dataclass
@@ -54,8 +55,8 @@ class RaterLog:
 class SimulatedRater:
     """One rater in a browser-less session: landing, start, then answers until done or abandoned."""
 
-    def __init__(self, base_url: str, slug: str, *, seed: int, params: dict[str, str] | None = None, timeout: float = 30,
-                 images: bool = False):
+    def __init__(self, base_url: str, slug: str, *, seed: int, params: dict[str, str] | None = None,
+                 timeout: float = 30, images: bool = False):
         """``images``: load the two images of each trial as the trial page does (those of the next trial are
         preloaded while the current one is shown), timing each request."""
         self.base_url, self.slug, self.timeout, self.images = base_url.rstrip("/"), slug, timeout, images

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from operator import itemgetter
 from statistics import median
 
@@ -319,7 +320,7 @@ _PENDING_IMAGE = f"""
 """
 
 
-def pending_image(*, rater_tokens: list[str], name: str) -> str | None:
+def pending_image(*, rater_tokens: Sequence[str], name: str) -> str | None:
     """The stored file behind image URL ``name`` of a pending trial of one of these raters (one query).
 
     Every trial has its own two image names (`Trial.left_image`, `Trial.right_image`):

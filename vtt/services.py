@@ -56,6 +56,7 @@ non-practice trials (as many left as right, to one), so the side predicts nothin
 """
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -589,6 +590,15 @@ RETURNING new.id, pick.colorization_id, pick.image_id
 """.format(pick=PICK, slot=Slot._meta.db_table, trial=Trial._meta.db_table)
 
 
+@functools.cache
+def _take_place_statement() -> tuple[list, str]:
+    """The fields a new trial's row is written from (its colorization's aside) and `_TAKE_PLACE` with their
+    columns, made once (PostgreSQL only)."""
+    fields = [f for f in Trial._meta.concrete_fields if not f.primary_key and f.attname != "colorization_id"]
+    return fields, _TAKE_PLACE.format(columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
+                                      values=", ".join(["%s"] * len(fields)))
+
+
 def _take_place(trial: Trial, experiment: Experiment, method_id: int, seen: list[int], now) -> int | None:
     """Save the unsaved scored ``trial`` on a free place of ``method_id`` of an image not in ``seen``, the place
     leased to it until ``trial.lease_expires``; returns the image's id, or None (nothing saved) when there is none.
@@ -597,9 +607,7 @@ def _take_place(trial: Trial, experiment: Experiment, method_id: int, seen: list
     their start (``transaction_mode`` IMMEDIATE), the pick, the insert and a compare-and-set of the lease.
     """
     if connection.vendor == "postgresql":
-        fields = [f for f in Trial._meta.concrete_fields if not f.primary_key and f.attname != "colorization_id"]
-        sql = _TAKE_PLACE.format(columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
-                                 values=", ".join(["%s"] * len(fields)))
+        fields, sql = _take_place_statement()
         values = [f.get_db_prep_save(f.pre_save(trial, add=True), connection) for f in fields]
         with connection.cursor() as cursor:
             cursor.execute(sql, [experiment.pk, method_id, now, seen, *values, trial.lease_expires])

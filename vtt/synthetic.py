@@ -13,12 +13,12 @@ import hashlib
 import io
 
 import numpy as np
-from PIL import Image
-
 from django.db import connection
+from PIL import Image
 
 from . import services
 from .models import Colorization, Experiment, ExperimentImage, Method, SourceImage, new_token, pairs_dir
+
 
 def _jpeg(rng: np.random.Generator, size: int, tint: tuple[int, int, int]) -> bytes:
     pixels = rng.integers(0, 256, (8, 8, 3)).astype(np.int16) + np.array(tint)

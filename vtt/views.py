@@ -301,7 +301,7 @@ def image(request: HttpRequest, name: str) -> HttpResponse:
     """
     if not _IMAGE_NAME.match(name):
         return HttpResponseBadRequest("bad image name")
-    file = selectors.pending_image(rater_tokens=list(_session_tokens(request)), name=name[:-4])
+    file = selectors.pending_image(rater_tokens=_session_tokens(request), name=name[:-4])
     if file is None:
         raise Http404("no such image")
     return _image_response(file)
