@@ -26,9 +26,12 @@ a missing id (None, NaN) or a mix of kinds (1 and "1") raises ValueError, since
 either would silently merge or split clusters. An array numpy has already
 converted (``np.asarray([1, "1"])`` is two strings "1") cannot be checked.
 
-Depends on numpy and scipy only. The submodule `evaluation.metrics` (automatic image metrics
-of a colorization against its real image: PSNR, SSIM, CIEDE2000, colorfulness, raw-accuracy
-AuC) also needs scikit-image, and is imported only by those who ask for it.
+Depends on numpy and scipy only. Submodules imported by those who ask for them:
+`evaluation.metrics` (automatic image metrics of a colorization against its real image: PSNR,
+SSIM, CIEDE2000, colorfulness, raw-accuracy AuC; it also needs scikit-image),
+`evaluation.fid` (the Frechet distance of two sets of Inception features) and
+`evaluation.metric_agreement` (how well a metric predicts the VTT: Kendall's tau across
+methods, the AUC across pairs, each with a bootstrap interval over images).
 """
 from .comparison import Comparison, compare, compare_all, holm
 from .raters import Agreement, RaterQuality, agreement, quality
