@@ -98,3 +98,23 @@ def raw_accuracy_auc(real: np.ndarray, fake: np.ndarray) -> float:
 def auc_of(curve: np.ndarray) -> float:
     """The normalised area under a raw-accuracy curve sampled at `AUC_THRESHOLDS` (trapezoidal rule)."""
     return float(np.trapezoid(curve, AUC_THRESHOLDS) / AUC_THRESHOLDS[-1])
+
+
+def all_metrics(real: np.ndarray, fake: np.ndarray) -> dict[str, float | None]:
+    """Every metric above for one pair, converting each image to CIELAB once (CIEDE2000 and the AuC share it).
+
+    Keys: ``psnr`` (None for two identical images, whose PSNR is infinite), ``ssim``,
+    ``ciede2000``, ``colorfulness`` (of the colorization), ``real_colorfulness`` and
+    ``raw_accuracy_auc``; the same numbers as the functions one by one.
+    """
+    real, fake = _pair(real, fake)
+    lab_real, lab_fake = rgb2lab(real), rgb2lab(fake)
+    value = psnr(real, fake)
+    return {
+        "psnr": None if value == float("inf") else value,
+        "ssim": ssim(real, fake),
+        "ciede2000": float(np.mean(deltaE_ciede2000(lab_real, lab_fake))),
+        "colorfulness": colorfulness(fake),
+        "real_colorfulness": colorfulness(real),
+        "raw_accuracy_auc": auc_of(accuracy_curve(np.linalg.norm(lab_real[..., 1:] - lab_fake[..., 1:], axis=-1))),
+    }

@@ -84,3 +84,14 @@ def test_bad_input_is_refused_with_a_clear_error(pair):
         metrics.ssim(real.astype(np.float32), fake)
     with pytest.raises(ValueError, match="uint8 sRGB array"):
         metrics.colorfulness(real[..., 0])
+
+
+def test_all_metrics_are_the_functions_one_by_one(pair):
+    real, fake = pair
+    values = metrics.all_metrics(real, fake)
+    assert values == pytest.approx({
+        "psnr": metrics.psnr(real, fake), "ssim": metrics.ssim(real, fake),
+        "ciede2000": metrics.ciede2000(real, fake), "colorfulness": metrics.colorfulness(fake),
+        "real_colorfulness": metrics.colorfulness(real), "raw_accuracy_auc": metrics.raw_accuracy_auc(real, fake),
+    }, rel=1e-12)
+    assert metrics.all_metrics(real, real)["psnr"] is None  # infinite: two identical images

@@ -23,7 +23,11 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("package, forbidden", [("colorizers", ["django"]), ("evaluation", ["django", "torch"])])
+@pytest.mark.parametrize("package, forbidden", [
+    ("colorizers", ["django"]), ("evaluation", ["django", "torch"]),
+    ("evaluation.fid", ["django", "torch"]), ("evaluation.metric_agreement", ["django", "torch"]),
+    ("learned_metrics.lpips", ["django"]), ("learned_metrics.inception", ["django"]),
+])
 def test_lower_layers_never_import_the_upper_ones(package, forbidden):
     code = f"import sys, {package}; print(sorted({{m.split('.')[0] for m in sys.modules}}))"
     result = python(code)

@@ -1,7 +1,8 @@
 """The platform's data: experiments, the images and colorizations they rate, and raters' trials.
 
-Data flows one way: SourceImage -> (ExperimentImage, Colorization) -> Trial.
-Writes happen in `vtt.services` and `vtt.generation`; views and commands call them.
+Data flows one way: SourceImage -> (ExperimentImage, Colorization) -> Trial; the automatic
+metrics of each pair (PairMetrics, RealImageFeatures) sit beside the colorizations.
+Writes happen in `vtt.services`, `vtt.generation` and `vtt.pair_metrics`; views and commands call them.
 """
 from __future__ import annotations
 
@@ -584,3 +585,43 @@ class Slot(models.Model):
 
     def __str__(self) -> str:
         return f"slot {self.index} of {self.colorization}"
+
+
+class PairMetrics(models.Model):
+    """Automatic metrics of one colorization against its real image, from the stored files raters see.
+
+    Written by `vtt.pair_metrics` only, once per colorization (its files never change) and
+    again when the definitions change (``version``). The learned metrics are filled when
+    their weights are given and carry the SHA-256 of the weights they came from, so that
+    other weights compute them again instead of mixing two networks in one column.
+    """
+
+    colorization = models.OneToOneField(Colorization, on_delete=models.CASCADE, primary_key=True,
+                                        related_name="metrics")
+    version = models.PositiveSmallIntegerField(help_text="`vtt.pair_metrics.VERSION` of the definitions used.")
+    psnr = models.FloatField(null=True, help_text="dB on sRGB; empty for two identical images (infinite).")
+    ssim = models.FloatField()
+    ciede2000 = models.FloatField(help_text="Mean CIEDE2000 per pixel.")
+    colorfulness = models.FloatField(help_text="Hasler and Suesstrunk's colourfulness of the colorization.")
+    real_colorfulness = models.FloatField(help_text="The same, of the real image.")
+    raw_accuracy_auc = models.FloatField(help_text="Zhang et al. 2016's raw-accuracy AuC, 0 to 1.")
+    lpips = models.FloatField(null=True, blank=True)
+    lpips_weights = models.CharField(max_length=80, blank=True, help_text="Network and SHA-256 of its weights.")
+    inception = models.BinaryField(null=True, blank=True, help_text="FID Inception pool features, float32.")
+    inception_weights = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the Inception weights.")
+    computed = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"metrics of {self.colorization_id}"
+
+
+class RealImageFeatures(models.Model):
+    """The FID Inception features of an experiment's real image (the other side of every pair of that image)."""
+
+    image = models.OneToOneField(ExperimentImage, on_delete=models.CASCADE, primary_key=True,
+                                 related_name="features")
+    inception = models.BinaryField(help_text="FID Inception pool features, float32.")
+    inception_weights = models.CharField(max_length=64, help_text="SHA-256 of the Inception weights.")
+
+    def __str__(self) -> str:
+        return f"features of {self.image_id}"

@@ -39,7 +39,7 @@ from django.core.cache import cache
 import evaluation
 from evaluation import staircase
 
-from . import selectors
+from . import pair_metrics, selectors
 from .judgments import (
     CATCH, PRACTICE, SCORED, Judgments, experiment_judgments, experiment_methods, no_cyclic_gc, rater_labels,
 )
@@ -335,7 +335,7 @@ def build_report(judgments: Judgments, *, methods: dict[str, dict] | None = None
                  compare_method: str = DEFAULT_COMPARE_METHOD, include_flagged: bool = False,
                  max_fail_rate: float = DEFAULT_MAX_FAIL_RATE, left_out: dict | None = None,
                  published: bool = False, rater_names: dict[str, str] | None = None,
-                 exclude_looked_away: bool = False, include_pilot: bool = False) -> dict:
+                 exclude_looked_away: bool = False, include_pilot: bool = False, metrics=None) -> dict:
     """Score every method, compare every pair, and describe raters, classes and what was left out.
 
     ``methods`` maps a method name to its ``role`` (tested, calibration or catch) and
@@ -361,17 +361,23 @@ def build_report(judgments: Judgments, *, methods: dict[str, dict] | None = None
     ``threshold_n_raters`` and ``threshold_n_trials`` (`evaluation.hype_time` of
     its staircases), and ``report["staircase"]`` describes them; otherwise these
     are None.
+
+    ``metrics``: the stored automatic metrics of the experiment's pairs
+    (`vtt.pair_metrics.table`); with them ``report["metrics"]`` gives each method's
+    metrics and their agreement with the VTT (`vtt.report_metrics`), from the same
+    judgments as the VTT. Without them there is no such key.
     """
     with no_cyclic_gc():
         return _build_report(judgments, methods=methods, ci_method=ci_method, confidence=confidence, n_boot=n_boot,
                              seed=seed, compare_method=compare_method, include_flagged=include_flagged,
                              max_fail_rate=max_fail_rate, left_out=left_out, published=published,
                              rater_names=rater_names, exclude_looked_away=exclude_looked_away,
-                             include_pilot=include_pilot)
+                             include_pilot=include_pilot, metrics=metrics)
 
 
 def _build_report(j: Judgments, *, methods, ci_method, confidence, n_boot, seed, compare_method, include_flagged,
-                  max_fail_rate, left_out, published, rater_names, exclude_looked_away, include_pilot) -> dict:
+                  max_fail_rate, left_out, published, rater_names, exclude_looked_away, include_pilot,
+                  metrics) -> dict:
     pilot_scored = (j.answer >= 0) & (j.kind == SCORED) & j.counted & j.pilot
     pilot = {"n_raters": _n_distinct(j.rater[j.pilot], j.rater_labels.size), "n_judgments": int(pilot_scored.sum()),
              "excluded": not include_pilot}
@@ -433,6 +439,12 @@ def _build_report(j: Judgments, *, methods, ci_method, confidence, n_boot, seed,
     }
     if published:
         report["published"] = published_scores()
+    if metrics is not None:
+        from .report_metrics import metrics_section  # scipy's linear algebra: only for reports that ask
+
+        with _notes(notes, "metrics"):
+            report["metrics"] = metrics_section(j, kept, rows, metrics, confidence=confidence, n_boot=n_boot,
+                                                seed=seed)
     return report
 
 
@@ -481,10 +493,11 @@ def experiment_report(experiment, *, include_flagged: bool = False, ci_method: s
                       confidence: float = DEFAULT_CONFIDENCE, n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED,
                       compare_method: str = DEFAULT_COMPARE_METHOD, max_fail_rate: float | None = None,
                       published: bool = False, exclude_looked_away: bool = False, include_pilot: bool = False,
-                      judgments: tuple | None = None) -> dict:
+                      judgments: tuple | None = None, metrics: bool = False) -> dict:
     """The report of an experiment from the database; flags use its ``catch_fail_threshold``; pilot raters are
     left out unless ``include_pilot``. ``judgments``: what `experiment_judgments` returns, when the caller has
-    already read it (it is read here otherwise)."""
+    already read it (it is read here otherwise). ``metrics``: add the section of the automatic metrics stored
+    for its pairs (`vtt.pair_metrics.table`; nothing is computed here)."""
     judgments, left_out = experiment_judgments(experiment) if judgments is None else judgments
     if max_fail_rate is None:
         max_fail_rate = experiment.catch_fail_threshold
@@ -493,6 +506,7 @@ def experiment_report(experiment, *, include_flagged: bool = False, ci_method: s
         n_boot=n_boot, seed=seed, compare_method=compare_method, include_flagged=include_flagged,
         max_fail_rate=max_fail_rate, left_out=left_out, published=published, rater_names=rater_labels(experiment),
         exclude_looked_away=exclude_looked_away, include_pilot=include_pilot,
+        metrics=pair_metrics.table(experiment) if metrics else None,
     )
 
 
@@ -520,6 +534,8 @@ def cached(experiment, name: str, compute, *depends_on, fingerprint: tuple | Non
 
 
 def cached_experiment_report(experiment, fingerprint: tuple | None = None) -> dict:
-    """`experiment_report` with its defaults (those of ``vtt_report --experiment SLUG``), computed once per state
-    of the experiment's answers (see `cached`)."""
-    return cached(experiment, "report", lambda: experiment_report(experiment), fingerprint=fingerprint)
+    """`experiment_report` with its defaults and the metrics stored for its pairs (those of ``vtt_report
+    --experiment SLUG --metrics``, computing nothing), once per state of the experiment's answers and of its
+    stored metrics (see `cached`)."""
+    return cached(experiment, "report", lambda: experiment_report(experiment, metrics=True),
+                  pair_metrics.fingerprint(experiment), fingerprint=fingerprint)

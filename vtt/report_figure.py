@@ -96,3 +96,67 @@ def figure_svg(report: dict) -> str:
             y_pos += row_h
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+# Method colours of the scatter plots (Okabe and Ito's palette, distinguishable with colour-blindness).
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+
+
+def _ticks(low: float, high: float, n: int = 5) -> list[float]:
+    """About ``n`` round tick values covering [low, high]."""
+    if high <= low:
+        return [low]
+    raw = (high - low) / n
+    step = 10 ** math.floor(math.log10(raw))
+    step *= next(f for f in (1, 2, 5, 10) if raw <= f * step)
+    return [k * step for k in range(math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9) + 1)]
+
+
+def scatter_svg(points: list[dict], *, label: str, methods: list[str], name: str) -> str:
+    """A metric (x) against each pair's fooling rate (y) as a self-contained inline SVG, one colour per method.
+
+    ``points``: dicts with ``method``, ``value``, ``rate`` (the pair's share of raters
+    fooled) and ``n`` (its raters); ``methods`` fixes the colours. The dashed line is
+    50%, the fooling rate of a pair that cannot be told from the real image.
+    """
+    width, height, left, right, top, bottom = 340, 250, 48, 12, 22, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+    values = [p["value"] for p in points]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    if high - low < 1e-12:
+        low, high = low - 0.5, high + 0.5
+    pad = (high - low) * 0.04
+    low, high = low - pad, high + pad
+    colour = {m: PALETTE[k % len(PALETTE)] for k, m in enumerate(methods)}
+
+    def x(v: float) -> float:
+        return round(left + plot_w * (v - low) / (high - low), 1)
+
+    def y(rate: float) -> float:
+        return round(top + plot_h * (1 - rate), 1)
+
+    parts = [f'<svg class="vtt-scatter" data-metric="{escape(name)}" xmlns="http://www.w3.org/2000/svg" '
+             f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+             'font-family="system-ui, sans-serif" font-size="11">',
+             f'<title>{escape(label)} against the share of raters fooled, one dot per pair</title>']
+    for rate in (0, 0.25, 0.5, 0.75, 1):
+        parts.append(f'<line x1="{left}" y1="{y(rate)}" x2="{width - right}" y2="{y(rate)}" stroke="#e3e3e3"/>')
+        parts.append(f'<text x="{left - 4}" y="{y(rate) + 4}" text-anchor="end" fill="#555">{rate:.0%}</text>')
+    parts.append(f'<line x1="{left}" y1="{y(0.5)}" x2="{width - right}" y2="{y(0.5)}" stroke="#b00020" '
+                 'stroke-dasharray="4 3"/>')
+    for tick in _ticks(low, high):
+        parts.append(f'<text x="{x(tick)}" y="{top + plot_h + 14}" text-anchor="middle" fill="#555">{tick:g}</text>')
+    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle" fill="#333">'
+                 f'{escape(label)}</text>')
+    parts.append(f'<text x="{left}" y="{top - 8}" fill="#333">raters fooled</text>')
+    for p in points:
+        parts.append(f'<circle cx="{x(p["value"])}" cy="{y(p["rate"])}" r="3" fill="{colour[p["method"]]}" '
+                     f'fill-opacity="0.55"><title>{escape(p["method"])}: {escape(label)} {p["value"]:.4g}, '
+                     f'{p["rate"]:.0%} of {p["n"]} raters fooled</title></circle>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def scatter_legend(methods: list[str]) -> list[dict]:
+    """The method colours of `scatter_svg`, for the legend beside the plots."""
+    return [{"method": m, "colour": PALETTE[k % len(PALETTE)]} for k, m in enumerate(methods)]

@@ -15,7 +15,7 @@ from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
 from . import report as reports
-from .report_figure import figure_svg, percent
+from .report_figure import figure_svg, percent, scatter_legend, scatter_svg
 
 
 def html_context(report: dict) -> dict:
@@ -26,8 +26,10 @@ def html_context(report: dict) -> dict:
     formatted ``vtt_text``, ``interval_text``, ``alpha_text``), ``comparisons``,
     ``raters`` (with ``flagged_rows``), ``left_out``, ``looked_away``, ``pilot``, ``staircase``
     (None without adaptive exposures; the method rows then have ``threshold_text`` and
-    ``threshold_interval_text``), ``classes``, ``provenance``, ``published`` (or None)
-    and ``notes``; the report dict itself is ``data``.
+    ``threshold_interval_text``), ``classes``, ``provenance``, ``published`` (or None),
+    ``metrics`` (None without ``--metrics``: the section of `vtt.report_metrics` with
+    texts per cell, the agreement's rows and the scatter plots) and ``notes``; the
+    report dict itself is ``data``.
     """
     level = f"{report['settings']['confidence']:.0%}"
 
@@ -88,7 +90,46 @@ def html_context(report: dict) -> dict:
         "left_out": report["left_out"], "classes": {"methods": classes["methods"], "rows": class_rows},
         "provenance": provenance, "published": published, "notes": report["notes"],
         "looked_away": report["looked_away"], "pilot": report.get("pilot"), "staircase": report["staircase"],
+        "metrics": _metrics_context(report["metrics"], level) if report.get("metrics") else None,
     }}
+
+
+def _metrics_context(section: dict, level: str) -> dict:
+    """The metrics section as the template shows it: texts per cell, the agreement's rows and the scatter plots."""
+    def number(v):
+        return "n/a" if v is None else f"{v:.3g}"
+
+    rows = []
+    for row in section["methods"]:
+        cells = []
+        for m in section["metrics"]:
+            v = row["values"][m["name"]]
+            cells.append({"mean": number(v["mean"]), "n": v["n"],
+                          "interval": "" if v["ci_low"] is None else f"{number(v['ci_low'])} to {number(v['ci_high'])}"})
+        rows.append({**row, "cells": cells})
+    agreement = section["agreement"]
+    if agreement is None:  # no metric stored: the template says how to compute them
+        return {**section, "rows": rows, "level": level}
+    pairs = {p["metric"]: p for p in agreement["pairs"]}
+    agreement_rows = []
+    for r in agreement["rank"]:
+        p = pairs.get(r["metric"])
+        agreement_rows.append({
+            "label": r["label"], "metric": r["metric"],
+            "tau": f"{r['tau']:+.2f}" if r["estimable"] and r["tau"] is not None else "not estimable",
+            "tau_interval": f"{r['ci_low']:+.2f} to {r['ci_high']:+.2f}" if r["ci_low"] is not None else "",
+            "n_methods": r["n_methods"],
+            "auc": "" if p is None else (f"{p['auc']:.2f}" if p["estimable"] else "not estimable"),
+            "auc_interval": f"{p['ci_low']:.2f} to {p['ci_high']:.2f}" if p and p["ci_low"] is not None else "",
+            "n_pairs": "" if p is None else p["n_pairs"], "n_fooled": "" if p is None else p["n_fooled"],
+        })
+    reasons = sorted({r["reason"] for r in agreement["rank"] + agreement["pairs"] if r["reason"]})
+    labels = {m["name"]: m["label"] for m in section["metrics"]}
+    scatters = [mark_safe(scatter_svg(points, label=labels[name], methods=agreement["methods"], name=name))
+                for name, points in agreement["scatter"].items() if points]
+    return {**section, "rows": rows, "level": level, "agreement_rows": agreement_rows, "reasons": reasons,
+            "scatters": scatters, "legend": scatter_legend(agreement["methods"]),
+            "n_rated_pairs": agreement["n_rated_pairs"], "tested": agreement["methods"], "note": agreement["note"]}
 
 
 def render_html(report: dict) -> str:

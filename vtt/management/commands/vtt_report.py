@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from vtt import judgments, report, report_html
+from vtt import judgments, pair_metrics, report, report_html
 from vtt.management import experiments
 
 
@@ -74,6 +75,31 @@ class Command(BaseCommand):
                             help="Output format on standard output. Default: table.")
         parser.add_argument("--html", metavar="FILE",
                             help="Also write the report, with its figure, as one self-contained HTML file.")
+        metrics = parser.add_argument_group(
+            "automatic metrics (--experiment only)",
+            "PSNR, SSIM, CIEDE2000, colourfulness and its gap, Zhang et al.'s raw-accuracy AuC (and LPIPS, FID with "
+            "weights you supply; nothing is downloaded) of the stored pair images raters saw, with each metric's "
+            "agreement with the VTT: Kendall's tau across the tested methods (bootstrap over images) and the AUC "
+            "with which it tells the pairs that fooled at least half of their raters.")
+        metrics.add_argument(
+            "--metrics", action="store_true",
+            help="Add the metrics and their agreement to the report. The metrics missing from the database are "
+            "computed first and stored per colorization (resumable: an interrupted run keeps what it stored).")
+        metrics.add_argument("--lpips-weights", metavar="FILE",
+                             help="LPIPS's linear layers, the lpips package's weights/v0.1/alex.pth (or vgg.pth).")
+        metrics.add_argument("--lpips-backbone", metavar="FILE",
+                             help="LPIPS's backbone: torchvision's ImageNet weights of AlexNet "
+                             "(alexnet-owt-7be5be79.pth) or VGG16 (vgg16-397923af.pth).")
+        metrics.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex",
+                             help="The LPIPS network the two files belong to. Default: alex.")
+        metrics.add_argument("--inception-weights", metavar="FILE",
+                             help="FID's Inception network: pytorch-fid's pt_inception-2015-12-05-6726825d.pth.")
+        metrics.add_argument("--device", default="auto",
+                             help="Device of the learned metrics: auto (CUDA when present), cuda or cpu.")
+        metrics.add_argument("--batch-size", type=int, default=pair_metrics.DEFAULT_BATCH,
+                             help=f"Pairs per batch. Default: {pair_metrics.DEFAULT_BATCH}.")
+        metrics.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                             help="Threads that read images and compute the per-pair metrics. Default: the CPUs.")
         parser.add_argument(
             "--published", action="store_true",
             help="Show the published numbers of reference papers beside ours, labelled as published (different "
@@ -88,6 +114,13 @@ class Command(BaseCommand):
         threshold = options["catch_fail_threshold"]
         if threshold is not None and not 0 <= threshold <= 1:
             raise CommandError(f"--catch-fail-threshold must be between 0 and 1, got {threshold}")
+        wants_weights = options["lpips_weights"] or options["lpips_backbone"] or options["inception_weights"]
+        if wants_weights and not options["metrics"]:
+            raise CommandError("the weights of the learned metrics are used with --metrics")
+        if options["metrics"] and options["experiment"] is None:
+            raise CommandError("--metrics needs --experiment: the metrics are computed from the stored pair images")
+        if options["batch_size"] < 1 or options["threads"] < 1:
+            raise CommandError("--batch-size and --threads must be positive")
         settings = dict(
             ci_method=options["ci_method"], confidence=options["confidence"], n_boot=options["n_boot"],
             seed=options["seed"], compare_method=options["compare_method"],
@@ -97,7 +130,10 @@ class Command(BaseCommand):
         try:
             if options["experiment"] is not None:
                 experiment = experiments.named(options["experiment"])
-                data = report.experiment_report(experiment, max_fail_rate=threshold, **settings)
+                if options["metrics"]:
+                    self._compute_metrics(experiment, options)
+                data = report.experiment_report(experiment, max_fail_rate=threshold, metrics=options["metrics"],
+                                                **settings)
             else:
                 read = judgments.read_judgments_csv(options["judgments_csv"])
                 data = report.build_report(
@@ -125,6 +161,86 @@ class Command(BaseCommand):
                 raise CommandError(f"cannot write {options['html']}: {exc.strerror or exc}") from None
             out = self.stdout if fmt == "table" else self.stderr
             out.write(self.style.SUCCESS(f"HTML report written to {options['html']}"))
+
+    def _metrics(self, section: dict, level: str) -> None:
+        """The metrics per method, then their agreement with the VTT."""
+        w = self.stdout.write
+        w("")
+        if not section["metrics"]:
+            w("Automatic metrics: none stored for this experiment's pairs")
+        else:
+            w(f"Automatic metrics of the stored pairs (mean over each method's pairs, {level} interval over images):")
+            heads = [m["label"] for m in section["metrics"]]
+            w(f"  {'method':<20} {'pairs':>6}  " + "  ".join(f"{h:>22}" for h in heads))
+            for row in section["methods"]:
+                cells = []
+                for m in section["metrics"]:
+                    v = row["values"][m["name"]]
+                    text = "n/a" if v["mean"] is None else f"{v['mean']:.3g}"
+                    if v["ci_low"] is not None:
+                        text += f" [{v['ci_low']:.3g}, {v['ci_high']:.3g}]"
+                    cells.append(f"{text:>22}")
+                w(f"  {row['method']:<20} {row['n_computed']:>6}  " + "  ".join(cells))
+            agreement = section["agreement"]
+            w("")
+            w(f"Agreement with the VTT, over the tested methods ({len(agreement['methods'])}) and their "
+              f"{agreement['n_rated_pairs']} pairs with at least {section['min_raters']} raters; oriented so that "
+              "tau > 0 and AUC > 0.5 mean the metric agrees with people:")
+            w(f"  {'metric':<20} {'Kendall tau':>12}  {level + ' interval':<18} {'AUC (fooled >= half)':>21}  "
+              f"{level + ' interval':<16}")
+            pairs = {p["metric"]: p for p in agreement["pairs"]}
+            for r in agreement["rank"]:
+                tau = (f"{r['tau']:+.2f}" if r["estimable"] and r["tau"] is not None else "not estimable")
+                tau_ci = (f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]" if r["ci_low"] is not None else "")
+                p = pairs.get(r["metric"])
+                auc = ("" if p is None else f"{p['auc']:.2f}" if p["estimable"] else "not estimable")
+                auc_ci = (f"[{p['ci_low']:.2f}, {p['ci_high']:.2f}]" if p and p["ci_low"] is not None else "")
+                w(f"  {r['label']:<20} {tau:>12}  {tau_ci:<18} {auc:>21}  {auc_ci:<16}")
+            reasons = {r["reason"] for r in agreement["rank"] + agreement["pairs"] if r["reason"]}
+            for reason in sorted(reasons):
+                w(f"  not estimable: {reason}")
+            if agreement["note"]:
+                w(f"  {agreement['note']}")
+        for note in section["notes"]:
+            w(self.style.WARNING(f"metrics: {note}"))
+
+    def _compute_metrics(self, experiment, options) -> None:
+        """Compute what is missing of the experiment's metrics; name every file that could not be read."""
+        from colorizers.progress import progress
+
+        paths = {key: options[key] and Path(options[key]) for key in
+                 ("lpips_weights", "lpips_backbone", "inception_weights")}
+        for key, path in paths.items():
+            if path is not None and not path.is_file():
+                raise CommandError(f"--{key.replace('_', '-')}: {path} is not a file")
+        try:
+            weights = pair_metrics.LearnedWeights(lpips=paths["lpips_weights"], lpips_backbone=paths["lpips_backbone"],
+                                                  lpips_net=options["lpips_net"],
+                                                  inception=paths["inception_weights"])
+        except ValueError as exc:
+            raise CommandError(f"{exc} (--lpips-weights and --lpips-backbone)") from None
+        bars = []
+
+        def total(n: int) -> None:
+            bars.append(progress(total=n, desc=f"metrics of {experiment.slug}", unit="pair",
+                                 enabled=options["verbosity"] >= 1 and n > 0))
+
+        try:
+            outcome = pair_metrics.compute(experiment, weights=weights, device=options["device"],
+                                           batch_size=options["batch_size"], threads=options["threads"],
+                                           total=total, progress=lambda n: bars[0].update(n))
+        except ValueError as exc:  # a weights file that cannot be used (LearnedMetricError), a bad device
+            raise CommandError(str(exc)) from None
+        finally:
+            for bar in bars:
+                bar.close()
+        for problem in outcome.problems:
+            self.stderr.write(self.style.ERROR(f"metrics: {problem}"))
+        if options["verbosity"] >= 1:
+            self.stderr.write(f"metrics: {outcome.computed} pairs computed, {outcome.cached} already stored"
+                              + (f", LPIPS of {outcome.lpips}" if weights.lpips else "")
+                              + (f", Inception features of {outcome.inception}" if weights.inception else "")
+                              + (f"; {len(outcome.problems)} file(s) could not be read" if outcome.problems else ""))
 
     def _table(self, data: dict, *, verbose: bool) -> None:
         w = self.stdout.write
@@ -212,6 +328,8 @@ class Command(BaseCommand):
             w(f"Published ({pub['label']}), not measured here:")
             for p in pub["scores"]:
                 w(f"  {p['method']:<28} {p['reported']:>7}  {p['source']}")
+        if data.get("metrics"):
+            self._metrics(data["metrics"], level)
         if verbose and data["notes"]:
             w("")
             for note in data["notes"]:
