@@ -136,6 +136,8 @@ def test_the_report_orients_the_agreement_so_that_agreeing_metrics_score_high(me
     rank = {r["metric"]: r for r in section["agreement"]["rank"]}
     pairs = {p["metric"]: p for p in section["agreement"]["pairs"]}
     assert section["agreement"]["methods"] == ["wash0", "wash1", "wash2", "wash3"]  # the catch control left out
+    catch = section["methods"][-1]  # in the table, with its role though it has no scored trial
+    assert (catch["method"], catch["role"], catch["is_control"]) == ("grayscale", "catch", True)
     # Washing out lowers the VTT and raises the colour difference: CIEDE2000 (lower is closer) agrees with people.
     assert rank["ciede2000"]["estimable"] and rank["ciede2000"]["tau"] == pytest.approx(1.0)
     assert rank["ciede2000"]["ci_low"] <= 1.0 <= rank["ciede2000"]["ci_high"] + 1e-12

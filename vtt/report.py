@@ -214,6 +214,11 @@ def _rater_section(j: Judgments, quality, scored: np.ndarray, catch: np.ndarray,
     }
 
 
+def _role(methods: dict[str, dict], name: str) -> str:
+    """A method's role: as ``methods`` says, else that of the registered control of that name, else tested."""
+    return methods.get(name, {}).get("role") or CONTROL_ROLES.get(name, "tested")
+
+
 def _method_rows(j: Judgments, kept: np.ndarray, methods: dict[str, dict], notes: list[str], **interval) -> list[dict]:
     """Per method with kept judgments: VTT and its interval, agreement, role and provenance; tested methods
     first, by VTT, then the controls."""
@@ -229,7 +234,7 @@ def _method_rows(j: Judgments, kept: np.ndarray, methods: dict[str, dict], notes
         with _notes(notes, f"{name} agreement"):
             agree = evaluation.agreement(y[idx], img[idx])
         info = methods.get(name, {})
-        role = info.get("role") or CONTROL_ROLES.get(name, "tested")
+        role = _role(methods, name)
         rows.append({
             "method": name, "n_trials": res.n_trials, "n_images": res.n_images, "n_raters": res.n_raters,
             "vtt": res.score, "ci_low": _none(res.ci_low), "ci_high": _none(res.ci_high),
@@ -443,8 +448,9 @@ def _build_report(j: Judgments, *, methods, ci_method, confidence, n_boot, seed,
         from .report_metrics import metrics_section  # scipy's linear algebra: only for reports that ask
 
         with _notes(notes, "metrics"):
-            report["metrics"] = metrics_section(j, kept, rows, metrics, confidence=confidence, n_boot=n_boot,
-                                                seed=seed)
+            roles = {name: _role(methods or {}, name) for name in metrics.methods}
+            report["metrics"] = metrics_section(j, kept, rows, metrics, roles=roles, confidence=confidence,
+                                                n_boot=n_boot, seed=seed)
     return report
 
 

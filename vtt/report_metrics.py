@@ -64,22 +64,26 @@ def _fid_of(table: MetricTable):
     return per_method
 
 
-def metrics_section(j: Judgments, kept: np.ndarray, rows: list[dict], table: MetricTable, *, confidence: float,
-                    n_boot: int, seed: int) -> dict:
-    """The report's ``metrics`` section (see the module's docstring); warnings of `evaluation` pass through."""
+def metrics_section(j: Judgments, kept: np.ndarray, rows: list[dict], table: MetricTable, *, roles: dict[str, str],
+                    confidence: float, n_boot: int, seed: int) -> dict:
+    """The report's ``metrics`` section (see the module's docstring); warnings of `evaluation` pass through.
+
+    ``rows``: the report's method rows (those with scored judgments); ``roles``: every method's role (tested,
+    calibration or catch), for the methods without scored judgments (a catch control has none).
+    """
     by_name = {m: k for k, m in enumerate(table.methods)}
     n_images = len(table.images)
     fid_of = _fid_of(table)
     shown = [m for m in METRICS if (m.per_pair and np.isfinite(table.values[m.name]).any())
              or (not m.per_pair and fid_of is not None)]
-    roles = {r["method"]: r for r in rows}
+    scored = {r["method"]: r for r in rows}
     fid_all = fid_of(np.ones(n_images, dtype=np.int64)) if fid_of is not None else None
     ordered = [r["method"] for r in rows if r["method"] in by_name]
-    ordered += [m for m in table.methods if m not in roles]
+    ordered += [m for m in table.methods if m not in scored]
     method_rows = []
     for name in ordered:
         k = by_name[name]
-        row = roles.get(name, {})
+        row = scored.get(name, {})
         values = {}
         for metric in shown:
             if metric.per_pair:
@@ -89,8 +93,9 @@ def metrics_section(j: Judgments, kept: np.ndarray, rows: list[dict], table: Met
             else:
                 values[metric.name] = {"mean": _number(fid_all[k]), "ci_low": None, "ci_high": None,
                                        "n": int((~np.isnan(table.fake_features[k]).any(axis=1)).sum())}
+        role = row.get("role") or roles.get(name, "tested")
         method_rows.append({
-            "method": name, "role": row.get("role", "not rated"), "is_control": row.get("is_control", False),
+            "method": name, "role": role, "is_control": role != "tested",
             "vtt": row.get("vtt"), "n_pairs": table.n_pairs[name], "n_computed": table.n_computed[name],
             "identical": table.identical[name], "values": values,
         })
@@ -131,6 +136,17 @@ def _agreement(j: Judgments, kept: np.ndarray, rows: list[dict], table: MetricTa
             fid_note = (f"FID's rank correlation is not computed above {FID_BOOT_MAX_IMAGES} images (its bootstrap "
                         "recomputes FID for every resample and method); its values per method are in the table")
     shape = (len(tested), len(table.images))
+    labels = {m.name: m.label for m in shown}
+    if not tested:
+        reason = "no tested method has scored judgments yet"
+        blank = {"ci_low": None, "ci_high": None, "estimable": False, "reason": reason, "n_boot": 0,
+                 "n_undefined": 0}
+        names = [m.name for m in per_pair] + list(set_metrics) + (["fid"] if fid_note else [])
+        return {"methods": [], "n_judgments": 0, "n_rated_pairs": 0, "scatter": {}, "note": fid_note,
+                "rank": [{"metric": n, "label": labels[n], "tau": None, "n_methods": 0, "n_images": 0, **blank}
+                         for n in names if n in labels],
+                "pairs": [{"metric": m.name, "label": m.label, "auc": None, "n_pairs": 0, "n_fooled": 0, **blank}
+                          for m in per_pair]}
     rank = metric_agreement.rank_agreement(y, image, method, values, direction, set_metrics=set_metrics,
                                            confidence=confidence, n_boot=n_boot, seed=seed, shape=shape)
     pairs = metric_agreement.pair_prediction(y, image, method, values, direction, min_raters=MIN_RATERS,
@@ -143,7 +159,6 @@ def _agreement(j: Judgments, kept: np.ndarray, rows: list[dict], table: MetricTa
         m_idx, i_idx = np.nonzero(ok)
         scatter[name] = [{"method": tested[a], "value": float(v[a, b]), "rate": float(rates[a, b]),
                           "n": int(counts[a, b])} for a, b in zip(m_idx.tolist(), i_idx.tolist())]
-    labels = {m.name: m.label for m in shown}
 
     def as_dict(result) -> dict:
         out = {k: (_number(v) if isinstance(v, float) else v) for k, v in vars(result).items()}

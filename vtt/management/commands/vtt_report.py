@@ -258,6 +258,8 @@ class Command(BaseCommand):
                     "pilot rater(s), left out by default (--include-pilot keeps them)"))
             else:
                 w(self.style.WARNING("no answered scored trials yet"))
+            if data.get("metrics"):
+                self._metrics(data["metrics"], f"{data['settings']['confidence']:.0%}")
             return
         s = data["settings"]
         level = f"{s['confidence']:.0%}"
