@@ -254,3 +254,12 @@ def test_weights_of_the_wrong_layout_are_named_and_nothing_is_computed(media_roo
     with pytest.raises(CommandError, match=re.escape(learned_weights["backbone"])):
         run("--experiment", experiment.slug, "--metrics", "--inception-weights", learned_weights["backbone"])
     assert PairMetrics.objects.count() == 0
+
+
+def test_the_staff_page_leaves_fid_to_the_command(media_root, learned_weights, admin_client):
+    experiment = make_rated(tested=3, n_images=4, answer=False)
+    pair_metrics.compute(experiment, weights=pair_metrics.LearnedWeights(inception=learned_weights["inception"]))
+    page = admin_client.get(f"/staff/e/{experiment.slug}/").content.decode()
+    assert "FID is computed by vtt_report --metrics; this page does not load the Inception features" in page
+    assert ">FID<" not in page
+    assert "FID" in [m["label"] for m in report.experiment_report(experiment, metrics=True)["metrics"]["metrics"]]

@@ -328,8 +328,13 @@ def fingerprint(experiment) -> tuple:
     return stored["n"], str(stored["last"]), RealImageFeatures.objects.filter(image__experiment=experiment).count()
 
 
-def table(experiment) -> MetricTable:
-    """The metrics stored for ``experiment`` (nothing is computed here: `compute` does that)."""
+def table(experiment, *, features: bool = True) -> MetricTable:
+    """The metrics stored for ``experiment`` (nothing is computed here: `compute` does that).
+
+    ``features=False`` leaves the FID Inception features in the database (8 KiB a
+    pair: half a GiB at ctest10k's scale with six methods, too much for a web page's
+    request) and says so in the notes; FID is then not in the table.
+    """
     rows = list(PairMetrics.objects.filter(colorization__image__experiment=experiment).values_list(
         "colorization__method__name", "colorization__image__source__path", "psnr", *BASIC[1:], "lpips",
         "lpips_weights", "inception_weights"))
@@ -365,7 +370,12 @@ def table(experiment) -> MetricTable:
         if missing:
             notes.append(f"{name}: {missing} of {counts[name]} pairs have no metrics (not computed yet, or their "
                          "images could not be read); vtt_report --metrics computes them and names any unreadable file")
-    fake_features, real_features = _features(experiment, methods, images, m_at, i_at, notes)
+    if features:
+        fake_features, real_features = _features(experiment, methods, images, m_at, i_at, notes)
+    else:
+        fake_features = real_features = None
+        if PairMetrics.objects.filter(colorization__image__experiment=experiment).exclude(inception=None).exists():
+            notes.append("FID is computed by vtt_report --metrics; this page does not load the Inception features")
     return MetricTable(methods=methods, images=images, values=values, fake_features=fake_features,
                        real_features=real_features, n_pairs=counts, n_computed=n_computed, identical=identical,
                        notes=notes)

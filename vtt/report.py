@@ -499,11 +499,11 @@ def experiment_report(experiment, *, include_flagged: bool = False, ci_method: s
                       confidence: float = DEFAULT_CONFIDENCE, n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED,
                       compare_method: str = DEFAULT_COMPARE_METHOD, max_fail_rate: float | None = None,
                       published: bool = False, exclude_looked_away: bool = False, include_pilot: bool = False,
-                      judgments: tuple | None = None, metrics: bool = False) -> dict:
+                      judgments: tuple | None = None, metrics: bool = False, features: bool = True) -> dict:
     """The report of an experiment from the database; flags use its ``catch_fail_threshold``; pilot raters are
     left out unless ``include_pilot``. ``judgments``: what `experiment_judgments` returns, when the caller has
     already read it (it is read here otherwise). ``metrics``: add the section of the automatic metrics stored
-    for its pairs (`vtt.pair_metrics.table`; nothing is computed here)."""
+    for its pairs (`vtt.pair_metrics.table`; nothing is computed here), with FID unless not ``features``."""
     judgments, left_out = experiment_judgments(experiment) if judgments is None else judgments
     if max_fail_rate is None:
         max_fail_rate = experiment.catch_fail_threshold
@@ -512,7 +512,7 @@ def experiment_report(experiment, *, include_flagged: bool = False, ci_method: s
         n_boot=n_boot, seed=seed, compare_method=compare_method, include_flagged=include_flagged,
         max_fail_rate=max_fail_rate, left_out=left_out, published=published, rater_names=rater_labels(experiment),
         exclude_looked_away=exclude_looked_away, include_pilot=include_pilot,
-        metrics=pair_metrics.table(experiment) if metrics else None,
+        metrics=pair_metrics.table(experiment, features=features) if metrics else None,
     )
 
 
@@ -541,7 +541,7 @@ def cached(experiment, name: str, compute, *depends_on, fingerprint: tuple | Non
 
 def cached_experiment_report(experiment, fingerprint: tuple | None = None) -> dict:
     """`experiment_report` with its defaults and the metrics stored for its pairs (those of ``vtt_report
-    --experiment SLUG --metrics``, computing nothing), once per state of the experiment's answers and of its
-    stored metrics (see `cached`)."""
-    return cached(experiment, "report", lambda: experiment_report(experiment, metrics=True),
+    --experiment SLUG --metrics``, computing nothing, FID aside), once per state of the experiment's answers and
+    of its stored metrics (see `cached`)."""
+    return cached(experiment, "report", lambda: experiment_report(experiment, metrics=True, features=False),
                   pair_metrics.fingerprint(experiment), fingerprint=fingerprint)
