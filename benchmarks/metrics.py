@@ -8,8 +8,11 @@ A scratch database (`vtt.loadtest.scratch`) gets an experiment made directly
 named by the rows in turn: every pair is read from disk and decoded, as in a real run).
 Then `vtt.pair_metrics.compute` stores every pair's metrics (PSNR, SSIM, CIEDE2000,
 colourfulness, raw-accuracy AuC) once per ``--threads`` setting, from an empty table
-each time; printed: seconds and pairs/s. Last, the run again with everything stored
-(what a report pays when nothing is new).
+each time; printed: seconds and pairs/s. Then the run again with everything stored
+(what a report pays when nothing is new). With ``--learned N``, last, LPIPS (AlexNet) and
+the FID Inception features of a second such experiment of N pairs (and its real images), on
+the CPU (``--device``), with weights files of the released layouts holding PyTorch's default
+initialisation: the time does not depend on the values.
 """
 from __future__ import annotations
 
@@ -33,6 +36,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1],
                         help="Thread counts to measure. Default: 1 and the CPUs.")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--learned", type=int, default=0, metavar="N",
+                        help="Also time LPIPS and the FID Inception features on N pairs. Default: 0 (not).")
+    parser.add_argument("--device", default="cpu", help="Device of the learned metrics. Default: cpu.")
     args = parser.parse_args()
 
     with scratch(args.backend) as site:
@@ -61,6 +67,38 @@ def main() -> None:
         t = time.perf_counter()
         outcome = pair_metrics.compute(experiment)
         print(f"again, all {outcome.cached} stored: {time.perf_counter() - t:.2f} s")
+        if args.learned:
+            learned(args.learned, args.size, site.workdir, args.device)
+
+
+def learned(n: int, size: int, folder: Path, device: str) -> None:
+    """LPIPS and the Inception features of a second experiment of ``n`` pairs (its basic metrics stored first)."""
+    import torch
+
+    from learned_metrics.inception import FIDInceptionV3
+    from learned_metrics.lpips import LPIPS
+    from vtt import pair_metrics
+    from vtt.models import RealImageFeatures
+    from vtt.synthetic import synthetic_experiment
+
+    lpips = LPIPS("alex").state_dict()
+    files = {"lin": folder / "alex.pth", "backbone": folder / "alexnet.pth", "inception": folder / "inception.pth"}
+    torch.save({k: v for k, v in lpips.items() if k.startswith("lin")}, files["lin"])
+    torch.save({k: v for k, v in lpips.items() if not k.startswith("lin")}, files["backbone"])
+    torch.save(FIDInceptionV3().state_dict(), files["inception"])
+    experiment = synthetic_experiment("learned", images=n // (METHODS + 1), methods=METHODS, k=1, files=100,
+                                      size=size)
+    pair_metrics.compute(experiment)
+    for name, weights in (("LPIPS", pair_metrics.LearnedWeights(lpips=files["lin"], lpips_backbone=files["backbone"])),
+                          ("Inception", pair_metrics.LearnedWeights(inception=files["inception"]))):
+        t = time.perf_counter()
+        outcome = pair_metrics.compute(experiment, weights=weights, device=device)
+        seconds = time.perf_counter() - t
+        done = outcome.lpips if name == "LPIPS" else outcome.inception
+        extra = (f" and the features of {RealImageFeatures.objects.filter(image__experiment=experiment).count()} "
+                 "real images" if name == "Inception" else "")
+        print(f"{name} on {device}: {done} pairs{extra} in {seconds:.1f} s, {done / seconds:.2f} pairs/s "
+              f"(torch threads {torch.get_num_threads()})")
 
 
 if __name__ == "__main__":

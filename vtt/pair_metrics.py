@@ -135,8 +135,9 @@ def compute(experiment, *, methods: list[str] | None = None, weights: LearnedWei
     weights = weights or LearnedWeights()
     outcome = Outcome()
     models = _load_learned(weights, device)
-    rows = list(_colorizations(experiment, methods).select_related("metrics"))
-    done = {c.id for c in rows if getattr(c, "metrics", None) is not None and c.metrics.version == VERSION}
+    rows = _colorizations(experiment, methods)
+    done = set(PairMetrics.objects.filter(colorization__in=rows, version=VERSION)
+               .values_list("colorization_id", flat=True))
     todo = [c for c in rows if c.id not in done]
     outcome.cached = len(done)
     if total is not None:
@@ -213,7 +214,7 @@ def _lpips(experiment, methods, net, tag: str, batch_size: int, pool, outcome: O
     from learned_metrics.lpips import lpips_distance
 
     todo = list(PairMetrics.objects.filter(colorization__in=_colorizations(experiment, methods))
-                .exclude(lpips_weights=tag).select_related("colorization__image").order_by("pk"))
+                .exclude(lpips_weights=tag).select_related("colorization__image").defer("inception").order_by("pk"))
     n = 0
     for batch in _batches(todo, batch_size):
         for group in _same_size_groups(_read_all(pool, lambda row: _pair_pixels(row.colorization), batch, outcome)):
@@ -239,7 +240,7 @@ def _inception(experiment, methods, net, tag: str, batch_size: int, pool, outcom
                                                                              batch_size=batch_size)]
 
     fakes = list(PairMetrics.objects.filter(colorization__in=_colorizations(experiment, methods))
-                 .exclude(inception_weights=tag).select_related("colorization").order_by("pk"))
+                 .exclude(inception_weights=tag).select_related("colorization").defer("inception").order_by("pk"))
     n = 0
     for batch in _batches(fakes, batch_size):
         for group in _same_size_groups(_read_all(pool, lambda row: read_pixels(folder / row.colorization.file),
