@@ -1,5 +1,8 @@
-"""The trainer's data: how images are scaled before the crop (``resize_mode``), deterministically."""
+"""The trainer's data: how images are scaled before the crop (``resize_mode``), deterministically; ImageNet's
+train layout; unreadable files, replaced and counted the same with any number of workers."""
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
@@ -8,8 +11,12 @@ from PIL import Image
 
 from colorizers.checkpoint import load_checkpoint
 from colorizers.royer2017 import Royer2017
-from colorizers.training import RandomCrops, TrainError, _loader, _Positions, default_resize, resolve_data, train
+from colorizers.training import (
+    RandomCrops, Substitutions, TrainData, TrainError, _batches, _loader, _Positions, default_resize, imagenet_wnids,
+    resolve_data, train,
+)
 from colorizers.zhang2016 import Zhang2016
+from tests.conftest import colour_image
 
 TINY_ROYER = {
     "working_size": 32, "embed_widths": [4, 4, 8, 8], "embed_blocks": 1, "embed_dilations": [2],
@@ -111,3 +118,133 @@ def test_the_trainer_refuses_an_unknown_resize_mode(tmp_path, photo_dir, monkeyp
     with pytest.raises(TrainError, match="resize_mode must be one of 'shorter', 'stretch', got 'squash'"):
         run(tmp_path, photo_dir, "zhang2016", {"width_mult": 1 / 16})
     assert Royer2017.default_train_config()["resize_mode"] == "stretch"
+
+
+# --- ImageNet's train layout -------------------------------------------------------
+
+LAYOUT = r"<wnid>/\*\.JPEG: one folder per class, named by its WordNet id \(e\.g\. n01440764\), 1000 in all"
+
+
+def imagenet_folder(root, files: dict[str, list[str]]):
+    """``root/<wnid>/<name>`` small colour JPEGs; an empty list makes an empty class folder."""
+    for i, (wnid, names) in enumerate(files.items()):
+        (root / wnid).mkdir(parents=True)
+        for j, name in enumerate(names):
+            colour_image(10 * i + j).save(root / wnid / name, quality=90)
+    return root
+
+
+def test_the_description_counts_the_classes_present_and_the_empty_class_folders(tmp_path):
+    imagenet_folder(tmp_path, {"n01440764": ["a.JPEG", "b.JPEG"], "n01443537": ["c.JPEG"], "n15075141": []})
+    data = resolve_data(f"imagenet-train:{tmp_path}")
+    assert data.names == ["n01440764/a.JPEG", "n01440764/b.JPEG", "n01443537/c.JPEG"]
+    assert data.labels == [0, 0, 1]
+    assert data.description == f"imagenet-train:{tmp_path} (3 images, 2 classes, 1 empty class folder)"
+    one = imagenet_folder(tmp_path / "one", {"n01440764": ["a.JPEG"]})
+    assert resolve_data(f"imagenet-train:{one}").description == f"imagenet-train:{one} (1 images, 1 class)"
+
+
+def test_a_missing_folder_is_refused_naming_it_and_the_layout(tmp_path):
+    missing = tmp_path / "train"
+    with pytest.raises(ValueError, match=f"imagenet-train:{missing}: data folder not found: .*{missing}/{LAYOUT}"):
+        resolve_data(f"imagenet-train:{missing}")
+
+
+def test_a_flat_folder_of_images_is_refused_pointing_to_folder_data(tmp_path):
+    for i in range(3):
+        colour_image(i).save(tmp_path / f"ILSVRC2012_val_{i:08d}.JPEG")
+    with pytest.raises(ValueError, match=f"{tmp_path} holds 3 images directly and no class folders; .*{LAYOUT}. "
+                                         f"For a flat folder use folder:{tmp_path}, or lay the images out by wnid"):
+        resolve_data(f"imagenet-train:{tmp_path}")
+
+
+def test_a_folder_that_is_no_wnid_is_refused_with_the_layout(tmp_path):
+    imagenet_folder(tmp_path, {"n01440764": ["a.JPEG"], "cats": ["b.JPEG"]})
+    with pytest.raises(ValueError, match=f"{tmp_path}/cats is not an ImageNet class folder in "
+                                         f"imagenet-train:{tmp_path}; .*{LAYOUT}"):
+        resolve_data(f"imagenet-train:{tmp_path}")
+
+
+@pytest.mark.parametrize("folders, found", [({}, "no class folders"),
+                                            ({"n01440764": [], "n15075141": []}, "2 class folders, all empty")])
+def test_a_set_without_images_is_refused(tmp_path, folders, found):
+    imagenet_folder(tmp_path, folders)
+    with pytest.raises(ValueError, match=f"no images in imagenet-train:{tmp_path} \\({found}\\); "
+                                         f".*{LAYOUT}"):
+        resolve_data(f"imagenet-train:{tmp_path}")
+
+
+# --- unreadable files ----------------------------------------------------------------
+
+def corrupt_set(root, n_good: int = 5) -> tuple[TrainData, set[str]]:
+    """One image per wnid folder, so that the label names the image: ``n_good`` readable JPEGs, a file of
+    random bytes and a JPEG cut in half. Returns the data and the names of the two broken files."""
+    wnids = imagenet_wnids()
+    imagenet_folder(root, {wnids[i]: [f"{i}.JPEG"] for i in range(n_good + 2)})
+    rng = np.random.default_rng(0)
+    (root / wnids[n_good] / f"{n_good}.JPEG").write_bytes(rng.bytes(3000))
+    cut = root / wnids[n_good + 1] / f"{n_good + 1}.JPEG"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    return resolve_data(f"imagenet-train:{root}"), {f"{wnids[n_good]}/{n_good}.JPEG",
+                                                    f"{wnids[n_good + 1]}/{n_good + 1}.JPEG"}
+
+
+def test_an_unreadable_image_takes_the_next_readable_one_of_the_epoch(tmp_path):
+    data, broken = corrupt_set(tmp_path)
+    crops = RandomCrops(data, crop=24, resize=40, seed=3)
+    n, substituted = len(data.names), 0
+    for k in range(3 * n):
+        perm = crops.permutation(k // n)
+        walk = [data.names[int(perm[(k % n + i) % n])] for i in range(n)]
+        passed = tuple(itertools.takewhile(lambda name: name in broken, walk))
+        x, label, skipped = crops.item(k)
+        assert skipped == passed and data.names[data.labels.index(label)] == walk[len(passed)]
+        assert x.shape == (3, 24, 24) and torch.equal(crops[k][0], x)
+        substituted += bool(skipped)
+    assert substituted == 6                        # each epoch, the two broken files' own positions
+
+
+def test_substitutes_and_their_count_do_not_depend_on_the_workers(tmp_path):
+    data, broken = corrupt_set(tmp_path)
+    crops = RandomCrops(data, crop=16, resize=20, seed=1)
+    runs = []
+    for workers in (0, 2):
+        counted = Substitutions()
+        loader = _loader(crops, _Positions(0, 3 * len(data.names)), batch_size=4, workers=workers,
+                         device=torch.device("cpu"), seed=0)
+        runs.append(([(b.rgb, b.labels) for b in _batches(loader, torch.device("cpu"), counted)], counted))
+    (a, count_a), (b, count_b) = runs
+    assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(a, b))
+    assert count_a == count_b and count_a.items == 6 and set(count_a.files) == broken
+    assert count_a.items == sum(bool(crops.item(k)[2]) for k in range(3 * len(data.names)))
+
+
+def test_a_set_with_no_readable_image_is_a_clear_error(tmp_path):
+    data, _ = corrupt_set(tmp_path, n_good=0)
+    crops = RandomCrops(data, crop=16, resize=20, seed=0)
+    with pytest.raises(TrainError, match=f"none of the images of imagenet-train:{tmp_path} \\(2 images, 2 classes\\) "
+                                         f"can be read \\(e.g. cannot read image {tmp_path}/n0144"):
+        crops[0]
+    loader = _loader(crops, _Positions(0, 2), batch_size=2, workers=1, device=torch.device("cpu"), seed=0)
+    with pytest.raises(TrainError, match="none of the images of"):
+        next(iter(loader))
+
+
+def test_the_trainer_reports_and_stores_the_substitutions_and_resumes_with_them(tmp_path):
+    data, broken = corrupt_set(tmp_path / "train")
+    lines: list[str] = []
+    options = dict(model="zhang2016", data=f"imagenet-train:{tmp_path / 'train'}", batch_size=2, crop=32,
+                   resize=40, lr=1e-3, config={"width_mult": 1 / 16}, device="cpu", workers=0, progress=False)
+    straight = train(out=tmp_path / "straight.pt", steps=6, log=lines.append, **options)
+    extra = load_checkpoint(straight, expected_model="zhang2016")["extra"]
+    assert extra["substituted_items"] >= 2 and set(extra["unreadable_files"]) == broken
+    assert any(f"{extra['substituted_items']} items took another image: 2 unreadable files skipped (" in line
+               for line in lines)
+    train(out=tmp_path / "half.pt", steps=3, log=lines.append, **options)
+    resumed = train(out=tmp_path / "resumed.pt", steps=6, log=lines.append, resume=tmp_path / "half.pt",
+                    **{**options, "config": {}})
+    again = load_checkpoint(resumed, expected_model="zhang2016")
+    assert again["extra"]["substituted_items"] == extra["substituted_items"]
+    assert set(again["extra"]["unreadable_files"]) == broken
+    weights = load_checkpoint(straight, expected_model="zhang2016")["state_dict"]
+    assert all(torch.equal(weights[k], v) for k, v in again["state_dict"].items())

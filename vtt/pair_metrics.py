@@ -130,11 +130,12 @@ def compute(experiment, *, methods: list[str] | None = None, weights: LearnedWei
 
     ``total(n)`` is told how many pairs will be computed before the first, ``progress(n)``
     after each batch. Raises `learned_metrics.LearnedMetricError` for a weights file that
-    cannot be used, before computing anything.
+    cannot be used, before computing anything (a file whose metrics are all stored is
+    not loaded again: only its SHA-256 is read).
     """
     weights = weights or LearnedWeights()
     outcome = Outcome()
-    models = _load_learned(weights, device)
+    models = _load_learned(experiment, methods, weights, device)
     rows = _colorizations(experiment, methods)
     done = set(PairMetrics.objects.filter(colorization__in=rows, version=VERSION)
                .values_list("colorization_id", flat=True))
@@ -164,8 +165,9 @@ def compute(experiment, *, methods: list[str] | None = None, weights: LearnedWei
     return outcome
 
 
-def _load_learned(weights: LearnedWeights, device: str) -> dict:
-    """The learned metrics' networks on ``device``, each with the tag that identifies its weights."""
+def _load_learned(experiment, methods, weights: LearnedWeights, device: str) -> dict:
+    """The learned metrics' networks on ``device``, each with the tag that identifies its weights; only those with
+    something left to compute are loaded (a rerun with the same weights reads nothing but their hashes)."""
     models = {}
     if weights.lpips is None and weights.inception is None:
         return models
@@ -173,13 +175,20 @@ def _load_learned(weights: LearnedWeights, device: str) -> dict:
 
     from .generation import resolve_device
     where = resolve_device(device)
+    pairs = _colorizations(experiment, methods)
+    n_pairs = pairs.count()
+    stored = PairMetrics.objects.filter(colorization__in=pairs)
     if weights.lpips is not None:
-        net = lpips.load_lpips(weights.lpips, weights.lpips_backbone, net=weights.lpips_net, device=where)
         tag = f"{weights.lpips_net}:" + sha256_file(weights.lpips)[:32] + sha256_file(weights.lpips_backbone)[:32]
-        models["lpips"] = (net, tag)
+        if stored.filter(lpips_weights=tag).count() < n_pairs:
+            models["lpips"] = (lpips.load_lpips(weights.lpips, weights.lpips_backbone, net=weights.lpips_net,
+                                                device=where), tag)
     if weights.inception is not None:
-        models["inception"] = (inception.load_inception(weights.inception, device=where),
-                               sha256_file(weights.inception))
+        tag = sha256_file(weights.inception)
+        reals = RealImageFeatures.objects.filter(image__experiment=experiment, inception_weights=tag).count()
+        if (stored.filter(inception_weights=tag).count() < n_pairs
+                or reals < ExperimentImage.objects.filter(experiment=experiment).count()):
+            models["inception"] = (inception.load_inception(weights.inception, device=where), tag)
     return models
 
 
