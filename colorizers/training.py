@@ -48,9 +48,15 @@ The trainer
 `train` (the command line is ``python -m colorizers.train`` and ``python manage.py
 train_colorizer``) takes the data from
 
-``imagenet-train:DIR``  ``DIR/<wnid>/*.JPEG``; the label is the wnid's position among
+``imagenet-train:DIR``  ``DIR/<wnid>/*.JPEG``, ImageNet's train folder as it is
+                        unpacked; the label is the wnid's position among
                         the 1000 wnids of ``data/splits/ctest10k.txt`` sorted,
                         ImageNet's standard class order (the split lists' indices).
+                        A missing DIR, a flat folder of images, a folder that is
+                        not a wnid or no images at all is a ValueError naming DIR
+                        and the layout; empty class folders are allowed, and the
+                        description counts the classes present
+                        (``imagenet-train:DIR (1,281,167 images, 1000 classes)``).
 ``folder:DIR``          every .jpg/.jpeg/.png under DIR, recursively; labels -1.
 ``demo``                the ``train`` rows of ``data/demo/photos.csv``; labels -1.
                         The demo experiment rates the ``test`` rows: never train on them.
@@ -65,6 +71,23 @@ set every epoch. All randomness of the data (order, crop, flip) is a function of
 loads it, so a run resumed from a checkpoint sees exactly the batches the
 uninterrupted run would have, and the global torch RNG state is saved with the
 checkpoint: on one device, resuming gives the same weights as not stopping.
+
+A file that cannot be decoded (corrupt or truncated JPEG, unreadable file) does
+not stop the run: its items take the image at the next position of the epoch's
+permutation instead, with their own crop and flip, so the stream stays a function
+of the seed and the position. Each batch carries the names of the files its items
+passed over; the trainer logs the count and the first names at the end and stores
+them in the checkpoint (``substituted_items``, ``unreadable_files``). A set in
+which no image can be read is a TrainError.
+
+Where the work happens: loader processes (``--workers``) decode the JPEGs, scale
+them, cut and mirror the crops and stack them into uint8 batches, the part that
+needs many cores (``benchmarks/input_pipeline.py`` measures it in images/s per
+core). The conversion from sRGB to Lab is the model's, in ``train_step`` on the
+training device: on a GPU it is a few elementwise kernels over the whole batch,
+where in the workers it would cost CPU time per pixel (the benchmark prints how
+much) and the batches would cross to the device as float32, 4 times the bytes of
+uint8.
 
 Checkpoints (see `colorizers.checkpoint`; they load with
 ``torch.load(weights_only=True)``) are written atomically at the end, every
@@ -87,14 +110,14 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .base import Colorizer
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
@@ -102,7 +125,8 @@ from .progress import progress as progress_bar
 from .registry import get_colorizer, list_colorizers
 
 __all__ = [
-    "TrainBatch", "TrainableColorizer", "TrainError", "TrainData", "is_trainable", "trainable_colorizers",
+    "TrainBatch", "TrainableColorizer", "TrainError", "TrainData", "Substitutions", "is_trainable",
+    "trainable_colorizers",
     "resolve_data", "imagenet_wnids", "demo_train_files", "folder_files", "data_hash", "load_image",
     "resolve_device", "train",
 ]
@@ -232,19 +256,57 @@ def resolve_data(spec: str) -> TrainData:
         names = folder_files(root)
         return TrainData(root, names, [-1] * len(names), f"folder:{folder} ({len(names)} images)")
     if kind == "imagenet-train" and folder:
-        root = Path(folder)
-        if not root.is_dir():
-            raise ValueError(f"data folder not found: {root}")
-        index = {wnid: i for i, wnid in enumerate(imagenet_wnids())}
-        names, labels = [], []
-        for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-            if sub.name not in index:
-                raise ValueError(f"{sub} is not an ImageNet class folder (expected DIR/<wnid>/*.JPEG)")
-            files = sorted(p.name for p in sub.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            names += [f"{sub.name}/{f}" for f in files]
-            labels += [index[sub.name]] * len(files)
-        return TrainData(root, names, labels, f"imagenet-train:{folder} ({len(names)} images)")
+        return _imagenet_train(folder)
     raise ValueError(f"--data must be 'demo', 'folder:DIR' or 'imagenet-train:DIR', got {spec!r}")
+
+
+def _imagenet_layout(root: Path) -> str:
+    return (f"ImageNet's train layout is {root}/<wnid>/*.JPEG: one folder per class, named by its WordNet id "
+            f"(e.g. n01440764), 1000 in all")
+
+
+def _image_entries(folder: Path) -> list[str]:
+    """Names of the image files directly in ``folder``, sorted (scandir: no stat per file, for 1.28M files)."""
+    with os.scandir(folder) as entries:
+        return sorted(e.name for e in entries if e.is_file() and Path(e.name).suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _imagenet_train(folder: str) -> TrainData:
+    """``DIR/<wnid>/*.JPEG`` labelled by wnid; a layout that is not this one is refused, naming ``DIR``.
+
+    Empty class folders are allowed (a subset of the classes is a valid set) and
+    the description counts the classes present, so a partial copy shows at once.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"imagenet-train:{folder}: data folder not found: {root}; {_imagenet_layout(root)}")
+    index = {wnid: i for i, wnid in enumerate(imagenet_wnids())}
+    subs = sorted(p for p in root.iterdir() if p.is_dir())
+    if not subs:
+        loose = _image_entries(root)
+        if loose:
+            raise ValueError(f"imagenet-train:{folder}: {root} holds {len(loose):,} images directly and no class "
+                             f"folders; {_imagenet_layout(root)}. For a flat folder use folder:{folder}, "
+                             f"or lay the images out by wnid")
+    names: list[str] = []
+    labels: list[int] = []
+    present = 0
+    for sub in subs:
+        if sub.name not in index:
+            raise ValueError(f"{sub} is not an ImageNet class folder in imagenet-train:{folder}; "
+                             f"{_imagenet_layout(root)}")
+        files = _image_entries(sub)
+        names += [f"{sub.name}/{f}" for f in files]
+        labels += [index[sub.name]] * len(files)
+        present += bool(files)
+    if not names:
+        found = f"{len(subs)} class folders, all empty" if subs else "no class folders"
+        raise ValueError(f"no images in imagenet-train:{folder} ({found}); {_imagenet_layout(root)}")
+    empty = len(subs) - present
+    counts = f"{len(names):,} images, {present} class{'es' if present != 1 else ''}"
+    if empty:
+        counts += f", {empty} empty class folder{'s' if empty > 1 else ''}"
+    return TrainData(root, names, labels, f"imagenet-train:{folder} ({counts})")
 
 
 def data_hash(root: Path, names: Sequence[str]) -> str:
@@ -266,11 +328,16 @@ def data_fingerprint(root: Path, names: Sequence[str]) -> tuple[str, str]:
     return "listing", digest.hexdigest()
 
 
+# What PIL raises for a file it cannot decode: OSError for unidentified or truncated
+# data, SyntaxError and EOFError from some format plugins on corrupt headers.
+UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
 def _open_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             return ImageOps.exif_transpose(img).convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except UNREADABLE as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from exc
 
 
@@ -308,17 +375,28 @@ class RandomCrops(Dataset):
     ``resize_mode`` (see `RESIZE_MODES`) says how an image is scaled before the
     crop: shorter side to ``resize`` or stretched whole to ``resize`` x ``resize``;
     the random draws are the same in both, so a mode changes only the pixels.
+
+    An image that cannot be read (corrupt, truncated, unreadable file) is replaced
+    by the image at the next position of the same epoch's permutation (wrapping),
+    cropped with position ``k``'s draws: one bad JPEG must not end a run of days,
+    and the substitute is still a function of (seed, k), whichever worker loads it.
+    `item` also names the files skipped, for the trainer to count. When no image
+    of the set can be read, TrainError. ``cache`` keeps decoded images in memory
+    (default: for sets of at most ``CACHE_IMAGES_UP_TO`` images).
     """
 
-    def __init__(self, data: TrainData, *, crop: int, resize: int, seed: int, resize_mode: str = "shorter") -> None:
+    def __init__(self, data: TrainData, *, crop: int, resize: int, seed: int, resize_mode: str = "shorter",
+                 cache: bool | None = None) -> None:
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"resize_mode must be one of {', '.join(map(repr, RESIZE_MODES))}, got {resize_mode!r}")
         if resize < crop:
             raise ValueError(f"resize {resize} is smaller than the crop {crop}")
         self.data, self.crop, self.resize, self.seed = data, crop, resize, seed
         self.resize_mode = resize_mode
+        self.cache = len(data.names) <= CACHE_IMAGES_UP_TO if cache is None else cache
         self._perm: tuple[int, np.ndarray] | None = None
         self._cache: dict[int, np.ndarray] = {}
+        self._unreadable: dict[int, str] = {}     # index -> why; files do not heal during a run
 
     def __len__(self) -> int:
         return len(self.data.names)
@@ -328,26 +406,72 @@ class RandomCrops(Dataset):
             self._perm = (epoch, np.random.default_rng([self.seed, 1, epoch]).permutation(len(self)))
         return self._perm[1]
 
-    def _pixels(self, index: int) -> np.ndarray:
+    def _pixels(self, index: int) -> np.ndarray | None:
+        """The scaled image (H, W, 3) uint8, or None when its file cannot be read."""
         if index in self._cache:
             return self._cache[index]
-        img = RESIZE_MODES[self.resize_mode](_open_rgb(self.data.root / self.data.names[index]), self.resize)
-        pixels = np.asarray(img, dtype=np.uint8)                          # (H, W, 3)
-        if len(self) <= CACHE_IMAGES_UP_TO:
+        if index in self._unreadable:
+            return None
+        try:
+            img = _open_rgb(self.data.root / self.data.names[index])
+        except ValueError as exc:
+            self._unreadable[index] = str(exc)
+            return None
+        pixels = np.asarray(RESIZE_MODES[self.resize_mode](img, self.resize), dtype=np.uint8)   # (H, W, 3)
+        if self.cache:
             self._cache[index] = pixels
         return pixels
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
+    def item(self, k: int) -> tuple[torch.Tensor, int, tuple[str, ...]]:
+        """Item ``k`` and the names of the unreadable files passed over to find its image (usually none)."""
         epoch, position = divmod(k, len(self))
-        index = int(self.permutation(epoch)[position])
-        pixels = self._pixels(index)
+        perm = self.permutation(epoch)
+        skipped: list[str] = []
+        for offset in range(len(self)):
+            index = int(perm[(position + offset) % len(self)])
+            pixels = self._pixels(index)
+            if pixels is not None:
+                break
+            skipped.append(self.data.names[index])
+        else:
+            first = int(perm[position])
+            raise TrainError(f"none of the images of {self.data.description} can be read "
+                             f"(e.g. {self._unreadable[first]})")
         rng = np.random.default_rng([self.seed, 2, k])
         top = int(rng.integers(0, pixels.shape[0] - self.crop + 1))
         left = int(rng.integers(0, pixels.shape[1] - self.crop + 1))
         patch = pixels[top:top + self.crop, left:left + self.crop]
         if rng.random() < 0.5:
             patch = patch[:, ::-1]
-        return torch.from_numpy(patch.copy()).permute(2, 0, 1), self.data.labels[index]
+        return torch.from_numpy(patch.copy()).permute(2, 0, 1), self.data.labels[index], tuple(skipped)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
+        pixels, label, _ = self.item(k)
+        return pixels, label
+
+
+class _Items(Dataset):
+    """`RandomCrops` as the trainer's loader reads it: items with the names of the files they replaced."""
+
+    def __init__(self, crops: RandomCrops) -> None:
+        self.crops = crops
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int, tuple[str, ...]]:
+        return self.crops.item(k)
+
+
+def _collate(items: list[tuple[torch.Tensor, int, tuple[str, ...]]]) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """(pixels (B, 3, crop, crop) uint8, labels (B,), per item the names it skipped).
+
+    Pixels and labels go through `default_collate`, which in a worker writes the
+    batch straight into shared memory; the names travel with their batch, so
+    counts add up the same with any number of workers.
+    """
+    pixels, labels = default_collate([(x, y) for x, y, _ in items])
+    return pixels, labels, [names for _, _, names in items]
 
 
 class _Positions(Sampler[int]):
@@ -362,16 +486,51 @@ class _Positions(Sampler[int]):
 
 def _loader(dataset: RandomCrops, positions: _Positions, *, batch_size: int, workers: int,
             device: torch.device, seed: int) -> DataLoader:
+    """Batches (pixels, labels, skipped names per item) of ``dataset`` at ``positions``."""
     return DataLoader(
-        dataset, batch_size=batch_size, sampler=positions, num_workers=workers,
+        _Items(dataset), batch_size=batch_size, sampler=positions, num_workers=workers, collate_fn=_collate,
         pin_memory=device.type == "cuda", persistent_workers=False,
         # the data draws nothing from it; passing one keeps the global RNG untouched
         generator=torch.Generator().manual_seed(seed),
     )
 
 
-def _batches(loader: Iterable, device: torch.device) -> Iterator[TrainBatch]:
-    for pixels, labels in loader:
+@dataclass
+class Substitutions:
+    """Stream items that took another image because theirs could not be read, and the files passed over."""
+
+    items: int = 0
+    files: dict[str, None] = field(default_factory=dict)     # names in the order met (an ordered set)
+
+    KEEP = 1000    # names stored in a checkpoint at most: enough to find a broken copy, never the whole set
+
+    def record(self, skipped: Sequence[Sequence[str]]) -> None:
+        for names in skipped:
+            if names:
+                self.items += 1
+                self.files.update(dict.fromkeys(names))
+
+    def as_extra(self) -> dict[str, Any]:
+        return {"substituted_items": self.items, "unreadable_files": list(self.files)[:self.KEEP]}
+
+    @classmethod
+    def from_extra(cls, extra: Mapping[str, Any]) -> "Substitutions":
+        """From a checkpoint's ``extra`` (zero for checkpoints from before it was recorded)."""
+        return cls(int(extra.get("substituted_items", 0)), dict.fromkeys(extra.get("unreadable_files", [])))
+
+    def summary(self, shown: int = 5) -> str:
+        names = list(self.files)
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        return (f"{self.items:,} items took another image: {len(names):,} unreadable files skipped "
+                f"({', '.join(names[:shown])}{more})")
+
+
+def _batches(loader: Iterable, device: torch.device, substitutions: Substitutions | None = None
+             ) -> Iterator[TrainBatch]:
+    """`TrainBatch` objects on ``device``; ``substitutions`` counts the items of the batches taken."""
+    for pixels, labels, skipped in loader:
+        if substitutions is not None:
+            substitutions.record(skipped)
         rgb = pixels.to(device, non_blocking=True).float().div_(255)
         yield TrainBatch(rgb=rgb, labels=labels.to(device, dtype=torch.long, non_blocking=True))
 
@@ -473,8 +632,11 @@ def train(
     ``batch_size``, ``crop``, ``resize`` and ``lr`` override the train config,
     ``config`` the model's constructor arguments (new runs only: a resumed run
     keeps its checkpoint's, and refuses others). Raises `TrainError` for bad
-    options, data or checkpoints, ValueError naming an unreadable image, and
-    FloatingPointError when the loss stops being finite.
+    options, data (a set in which no image can be read included) or
+    checkpoints, and FloatingPointError when the loss stops being finite. An
+    unreadable image is replaced (see `RandomCrops`); the count and the files
+    are logged at the end and stored in the checkpoint's ``extra`` (the
+    statistics pass of ``prepare`` logs its own).
     """
     try:
         cls = get_colorizer(model)
@@ -566,7 +728,10 @@ def train(
         once = RandomCrops(dataset_spec, crop=crop_size, resize=resize_size, seed=seed + 1, resize_mode=resize_mode)
         loader = _loader(once, _Positions(0, len(once)), batch_size=B, workers=workers, device=dev, seed=seed)
         log(f"estimating {model} statistics from {dataset_spec.description}")
-        prepared = cls.prepare(train_config, _batches(loader, dev))
+        passed_over = Substitutions()
+        prepared = cls.prepare(train_config, _batches(loader, dev, passed_over))
+        if passed_over.items:
+            log(f"estimating {model} statistics: {passed_over.summary()}")
     if prepared:
         net.load_prepared(prepared)
 
@@ -581,9 +746,13 @@ def train(
         "torch_version": str(torch.__version__),
     }
 
+    # counted over the whole run, resumed parts included: a resumed run sees the same items
+    substitutions = Substitutions.from_extra(ckpt["extra"]) if ckpt is not None else Substitutions()
+
     def save(step: int, logs: Mapping[str, float]) -> None:
         save_checkpoint(out, model_name=model, state_dict=net.state_dict(), config=net.params(), extra={
             **extra_base,
+            **substitutions.as_extra(),
             "step": step,
             "last_logs": {k: float(v) for k, v in logs.items()},
             "optimizers": {n: _to_plain(o.state_dict()) for n, (o, _) in optimizers.items()},
@@ -610,7 +779,7 @@ def train(
     net.train()
     window_start, window_images = time.perf_counter(), 0
     try:
-        batches = _batches(loader, dev)
+        batches = _batches(loader, dev, substitutions)
         while step < steps and not interrupted:
             batch = next(batches)
             logs = net.train_step(batch, step, optimizers)
@@ -630,6 +799,8 @@ def train(
         bar.close()
         if previous_handler is not None:
             signal.signal(signal.SIGINT, previous_handler)
+    if substitutions.items:
+        log(f"unreadable images in {dataset_spec.description}: {substitutions.summary()}")
     if interrupted:
         save(step, logs)
         log(f"interrupted: wrote {out} at step {step}; continue with --resume {out}")

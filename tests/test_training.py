@@ -53,7 +53,7 @@ def test_imagenet_train_folders_are_labelled_by_wnid(tmp_path):
     data = resolve_data(f"imagenet-train:{tmp_path}")
     assert data.names == ["n01440764/a.JPEG", "n15075141/b.JPEG", "n15075141/c.JPEG"]
     assert data.labels == [0, 999, 999]
-    assert data.description == f"imagenet-train:{tmp_path} (3 images)"
+    assert data.description == f"imagenet-train:{tmp_path} (3 images, 2 classes)"
 
 
 def test_a_folder_that_is_no_wnid_is_refused_in_imagenet_train(tmp_path):
