@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--learned", type=int, default=0, metavar="N",
                         help="Also time LPIPS and the FID Inception features on N pairs. Default: 0 (not).")
     parser.add_argument("--device", default="cpu", help="Device of the learned metrics. Default: cpu.")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="Also time each metric on one pair of --size px, in this process, one thread.")
     args = parser.parse_args()
 
     with scratch(args.backend) as site:
@@ -67,8 +69,35 @@ def main() -> None:
         t = time.perf_counter()
         outcome = pair_metrics.compute(experiment)
         print(f"again, all {outcome.cached} stored: {time.perf_counter() - t:.2f} s")
+        if args.breakdown:
+            breakdown(args.size)
         if args.learned:
             learned(args.learned, args.size, site.workdir, args.device)
+
+
+def breakdown(size: int, repeat: int = 20) -> None:
+    """Milliseconds per call of each metric (and of the CIELAB conversion they share) on one random pair."""
+    import numpy as np
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    from evaluation import metrics
+
+    rng = np.random.default_rng(0)
+    real, fake = (rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(2))
+    lab_real, lab_fake = rgb2lab(real), rgb2lab(fake)
+    parts = {"all_metrics (what a pair costs)": lambda: metrics.all_metrics(real, fake),
+             "rgb2lab (one image; all_metrics converts two)": lambda: rgb2lab(real),
+             "deltaE_ciede2000 (on CIELAB)": lambda: deltaE_ciede2000(lab_real, lab_fake),
+             "ssim": lambda: metrics.ssim(real, fake), "psnr": lambda: metrics.psnr(real, fake),
+             "colorfulness (one image)": lambda: metrics.colorfulness(real),
+             "raw-accuracy AuC from CIELAB": lambda: metrics.auc_of(metrics.accuracy_curve(
+                 np.linalg.norm(lab_real[..., 1:] - lab_fake[..., 1:], axis=-1)))}
+    for name, call in parts.items():
+        call()
+        t = time.perf_counter()
+        for _ in range(repeat):
+            call()
+        print(f"{name}: {(time.perf_counter() - t) / repeat * 1000:.1f} ms")
 
 
 def learned(n: int, size: int, folder: Path, device: str) -> None:
