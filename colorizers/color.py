@@ -128,8 +128,14 @@ def _working_copy(t: torch.Tensor, what: str) -> torch.Tensor:
 
 
 def _apply_matrix(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Multiply every pixel's 3-vector of ``x`` (..., 3, H, W) by ``m`` (3, 3)."""
-    return torch.einsum("ij,...jhw->...ihw", m.to(device=x.device, dtype=x.dtype), x)
+    """Multiply every pixel's 3-vector of ``x`` (..., 3, H, W) by ``m`` (3, 3), with autocast off.
+
+    Under bf16 autocast (generation's and training's default on CUDA) einsum becomes a
+    bf16 matrix product whose result is still labelled float32: sRGB -> Lab came out up
+    to 2 Lab units off. The conversions are a few elementwise kernels; they stay float32.
+    """
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return torch.einsum("ij,...jhw->...ihw", m.to(device=x.device, dtype=x.dtype), x)
 
 
 _LUMA = (0.299, 0.587, 0.114)   # BT.601 luma weights on gamma-encoded R, G, B

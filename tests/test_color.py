@@ -105,3 +105,18 @@ def test_yuv_and_ycbcr_reference_values():
     assert torch.allclose(color.rgb_to_ycbcr(red).flatten(), torch.tensor([0.299, -0.168736, 0.5], dtype=torch.float64), atol=1e-6)
     grey = torch.full((3, 1, 1), 0.4)
     assert torch.allclose(color.rgb_to_ycbcr(grey).flatten(), torch.tensor([0.4, 0.0, 0.0]), atol=1e-6)
+
+
+@pytest.mark.parametrize("convert", [color.rgb_to_lab, color.lab_to_rgb, color.rgb_to_yuv, color.yuv_to_rgb,
+                                     color.rgb_to_ycbcr, color.ycbcr_to_rgb])
+def test_conversions_are_float32_under_bf16_autocast(convert):
+    # Under autocast their matrix product would run in bf16 (sRGB -> Lab up to 2 Lab units off) while the result
+    # still says float32: generation and training run in bf16 autocast by default on CUDA.
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    if convert is color.lab_to_rgb:
+        x = x * torch.tensor([100.0, 60.0, 60.0]).view(3, 1, 1) - torch.tensor([0.0, 30.0, 30.0]).view(3, 1, 1)
+    expected = convert(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = convert(x)
+    assert got.dtype == torch.float32
+    assert torch.equal(got, expected)
