@@ -95,7 +95,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .color import rgb_to_lab
-from .quantization import SIGMA, TEMPERATURE, ab_bins, annealed_mean, rebalanced_cross_entropy
+from .quantization import SIGMA, TEMPERATURE, ab_bins, annealed_mean, float32, rebalanced_cross_entropy
 from .registry import register
 from .training import TrainableColorizer, TrainBatch
 from .zhang2016 import (
@@ -150,7 +150,11 @@ class Generator(nn.Module):
 
 
 class Critic(nn.Module):
-    """f_w: normalised (L*, a*, b*) (B, 3, h, w) -> (B,) scores."""
+    """f_w: normalised (L*, a*, b*) (B, 3, h, w) -> (B,) float32 scores.
+
+    The scores are always float32 (under bf16 autocast too): they only ever enter
+    losses, the Wasserstein estimate, L_g and the gradient penalty's sum.
+    """
 
     def __init__(self, width_mult: float = 1.0) -> None:
         super().__init__()
@@ -164,7 +168,7 @@ class Critic(nn.Module):
         self.score = nn.Linear(cin, 1)
 
     def forward(self, lab: torch.Tensor) -> torch.Tensor:
-        return self.score(self.features(lab).mean(dim=(2, 3))).squeeze(1)
+        return self.score(self.features(lab).mean(dim=(2, 3))).squeeze(1).float()
 
 
 @register("lal2017")
@@ -241,10 +245,12 @@ class Lal2017(TrainableColorizer):
         cfg = self.cfg
         opt_g, _ = optimizers["generator"]
         opt_c, _ = optimizers["critic"]
-        lab = rgb_to_lab(batch.rgb)                                       # (B, 3, H, W)
+        with float32(batch.rgb.device):    # under bf16 autocast too: the conversion's 3x3 einsum would be lowered
+            lab = rgb_to_lab(batch.rgb)                                   # (B, 3, H, W) float32
         L, ab = lab[:, :1], lab[:, 1:]
 
         logits, features = self.generator(L)                              # (B, 313, h, w)
+        logits = logits.float()                                           # L_co and the critic's input in float32
         size = logits.shape[-2:]
         real = self.critic_input(F.adaptive_avg_pool2d(L, size), F.adaptive_avg_pool2d(ab, size))
         fake = self.critic_input(F.adaptive_avg_pool2d(L, size), self.decode(logits))

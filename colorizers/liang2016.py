@@ -107,6 +107,7 @@ from torch import nn
 
 from .color import lab_to_rgb, rgb_to_lab, rgb_to_yuv, yuv_to_rgb
 from .guided_filter import guided_filter
+from .quantization import float32
 from .registry import register
 from .training import TrainableColorizer, TrainBatch
 
@@ -278,10 +279,11 @@ class Liang2016(TrainableColorizer):
         rgb = batch.rgb.float()
         if min(rgb.shape[-2:]) <= 2 * MARGIN:
             raise ValueError(f"liang2016 needs crops above {2 * MARGIN} pixels, got {tuple(rgb.shape[-2:])}")
-        y = gray_luma(rgb_to_lab(rgb)[:, :1])                          # (B, 1, S, S)
-        uv = rgb_to_yuv(rgb)[:, 1:, MARGIN:-MARGIN, MARGIN:-MARGIN]    # (B, 2, S - 8, S - 8)
-        target = (uv / (2 * self.uv_max) + 0.5).clamp(0, 1)
-        logits = self._logits(y)                                       # (B, 2, S - 8, S - 8)
+        with float32(rgb.device):      # under bf16 autocast too: the conversions' 3x3 einsums would be lowered
+            y = gray_luma(rgb_to_lab(rgb)[:, :1])                      # (B, 1, S, S)
+            uv = rgb_to_yuv(rgb)[:, 1:, MARGIN:-MARGIN, MARGIN:-MARGIN]    # (B, 2, S - 8, S - 8)
+            target = (uv / (2 * self.uv_max) + 0.5).clamp(0, 1)
+        logits = self._logits(y).float()                               # (B, 2, S - 8, S - 8); losses in float32
         mse = F.mse_loss(torch.sigmoid(logits), target)
         kl = binary_kl_with_logits(logits, target)
         loss = mse if step < self.cfg.mse_iters else kl / 2

@@ -159,6 +159,7 @@ from torch import nn
 from .checkpoint import save_checkpoint
 from .color import lab_to_rgb, rgb_to_lab, rgb_to_ycbcr, ycbcr_to_rgb
 from .pixelcnn import PixelCNN, bin_centres, gumbel_noise, nll
+from .quantization import float32
 from .registry import register
 from .resnet import ResNetTrunk, load_torchvision_weights
 from .training import TrainableColorizer
@@ -562,7 +563,8 @@ class PixColor(TrainableColorizer):
         """
         cfg = self._train_config or self.default_train_config()
         self.train()
-        with torch.no_grad():
+        # float32 under bf16 autocast too: the colour conversions' 3x3 einsums would be lowered
+        with torch.no_grad(), float32(batch.rgb.device):
             data = self.prepare_batch(batch.rgb)
             colorness = (2 * data["cbcr"]).square().sum(1).sqrt().flatten(1).mean(1)   # (B,)
             keep = (colorness >= cfg["colorness_threshold"]).to(data["cbcr"].dtype)
@@ -575,8 +577,8 @@ class PixColor(TrainableColorizer):
         with torch.set_grad_enabled(n_keep > 0):
             cond = self.conditioning(data["gray"], train_trunk=train_trunk)
             x = bin_centres(self.bins, dtype=cond.dtype, device=cond.device)[data["bins"]]
-            nll_loss = weighted(nll(self.pixelcnn(x, cond), data["bins"]))
-            chroma = self.refinement(data["y"], data["cbcr_low"])
+            nll_loss = weighted(nll(self.pixelcnn(x, cond).float(), data["bins"]))    # losses in float32
+            chroma = self.refinement(data["y"], data["cbcr_low"]).float()
             l2_loss = weighted((chroma - data["cbcr"]).square().flatten(1).mean(1))
         if n_keep > 0:
             for name, loss in (("pixelcnn", nll_loss), ("refinement", l2_loss)):

@@ -123,6 +123,7 @@ from .pixelcnnpp import (
     PARAMS_PER_COMPONENT, GatedResidual, PixelCNNDecoder, draw_noise, mixture_bits_per_dim,
     mixture_sample, quantize, sample_cached, sample_naive,
 )
+from .quantization import float32
 from .registry import register
 from .training import TrainableColorizer
 
@@ -249,8 +250,9 @@ class PICNet(nn.Module):
         """
         emb = self.embedding(L)                                             # (B, E, S/4, S/4)
         L_small = _downsample(L)[:, 0]                                      # (B, S/4, S/4)
-        bpd = mixture_bits_per_dim(self.decoder(ab, emb), ab, L_small, self.n_mix)
-        aux_bpd = mixture_bits_per_dim(self.aux_params(emb), ab, L_small, self.n_mix)
+        # the mixtures' log-probabilities in float32 (under bf16 autocast the networks' outputs are bf16)
+        bpd = mixture_bits_per_dim(self.decoder(ab, emb).float(), ab, L_small, self.n_mix)
+        aux_bpd = mixture_bits_per_dim(self.aux_params(emb).float(), ab, L_small, self.n_mix)
         return bpd, aux_bpd
 
 
@@ -503,7 +505,8 @@ class Royer2017(TrainableColorizer):
         opt, scheduler = optimizers["model"]
         cfg = self._train_config or self.default_train_config()
         self.net.train()
-        L, ab = self.prepare_batch(batch.rgb)
+        with float32(batch.rgb.device):    # under bf16 autocast too: the conversion's 3x3 einsum would be lowered
+            L, ab = self.prepare_batch(batch.rgb)
         bpd, aux_bpd = self.net.losses(L, ab)
         loss = bpd + aux_bpd
         opt.zero_grad(set_to_none=True)

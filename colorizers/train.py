@@ -35,13 +35,13 @@ import torch
 from . import describe_inference_options, get_colorizer
 from .checkpoint import sha256_file
 from .training import (  # noqa: F401  (re-exported: the names this command always offered)
-    DEMO_DIR, IMAGE_SUFFIXES, TrainError, data_hash, demo_train_files, folder_files, is_trainable, load_image,
-    resolve_data, train, trainable_colorizers,
+    DEMO_DIR, IMAGE_SUFFIXES, PRECISIONS, TrainError, data_hash, demo_train_files, folder_files, is_trainable,
+    load_image, resolve_data, train, trainable_colorizers,
 )
 
 #: option name -> default, for the options that only trained (not fitted) models take
 TRAINING_ONLY = {"steps": None, "batch_size": None, "crop": None, "resize": None, "lr": None, "config": [],
-                 "resume": None, "save_every": 0}
+                 "resume": None, "save_every": 0, "precision": "auto"}
 OPTIONS = ("model", "data", "out", "size", "device", "seed", "workers", *TRAINING_ONLY)
 
 
@@ -83,6 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
                         help="where to train: auto picks CUDA when available (default: auto)")
+    parser.add_argument(
+        "--precision", choices=list(PRECISIONS), default="auto",
+        help="training steps under bf16 autocast or in fp32 (default: auto, bf16 on CUDA, fp32 on CPU); weights, "
+             "optimiser states and losses stay float32. bf16 on the CPU runs only when asked for (slower than fp32 "
+             "on most CPUs; it checks the bf16 path without a GPU). Recorded in the checkpoint; "
+             "a resumed run keeps it",
+    )
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the initial weights and of the data order and crops (default: 0)")
     parser.add_argument("--resume", type=Path, metavar="CKPT",
@@ -138,7 +145,8 @@ def run(options: Mapping[str, Any], log: Callable[[str], None] = print, progress
         return train(
             model=options["model"], data=options["data"], out=options["out"], steps=options["steps"],
             batch_size=options["batch_size"], crop=options["crop"], resize=options["resize"], lr=options["lr"],
-            config=parse_config(options["config"]), device=options["device"], seed=options["seed"],
+            config=parse_config(options["config"]), device=options["device"],
+            precision=options.get("precision", "auto"), seed=options["seed"],
             resume=options["resume"], save_every=options["save_every"], workers=options["workers"],
             progress=progress, log=log,
         )

@@ -89,12 +89,41 @@ where in the workers it would cost CPU time per pixel (the benchmark prints how
 much) and the batches would cross to the device as float32, 4 times the bytes of
 uint8.
 
+Precision (``--precision auto|fp32|bf16``, as ``generate_pairs`` chooses it):
+``auto`` is bf16 on CUDA and fp32 elsewhere; ``bf16`` on the CPU is allowed when
+asked for (``torch.autocast("cpu", dtype=torch.bfloat16)``; slower than fp32 on
+most CPUs, but it checks the path without a GPU). Under bf16 the trainer runs the
+model's whole ``train_step`` (forward, backward, optimiser steps) in
+``torch.autocast(device_type, dtype=torch.bfloat16)``: the matrix products and
+convolutions run in bf16 (on a GPU's bf16 tensor cores, with half the activation
+memory), while the weights, their gradients and the optimiser states stay float32
+(autocast casts a copy of a weight for each op; backward ops run in the dtype
+autocast chose for their forward op, and the gradient that reaches a float32 weight
+is float32). What autocast would not keep exact is the model's job, and every model
+here does it: the sRGB -> Lab/YUV/YCbCr conversions multiply by their 3x3 matrix
+with autocast off (`colorizers.color`: as the bf16 ``einsum`` autocast makes of it,
+up to 2 L*a*b* units off on random pixels, although the result's dtype is float32),
+the models prepare the batch and the targets derived from it with autocast off
+too (`colorizers.quantization.float32`), and the network's outputs are cast with
+``.float()`` before any loss, so that softmax, log and sums over many pixels run in
+float32 on the CPU too, whose autocast keeps fewer ops in float32 than CUDA's.
+``prepare`` (Zhang's colour prior) runs in float32, outside autocast. fp16 is not offered: its
+5-bit exponent flushes small gradients to zero unless the loss is scaled
+(``torch.amp.GradScaler``), and the scaler would have to wrap every backward and
+optimiser step inside each model's ``train_step`` (a GAN's critic steps included);
+bf16 has float32's exponent range and needs no scaling. The precision is recorded
+in the checkpoint (``extra["precision"]``, ``"fp32"`` or ``"bf16"``) and is part of
+the run, like its learning rate: a resumed run keeps it (``auto`` takes the
+checkpoint's, another explicit value is a TrainError), so that the resumed run is
+the uninterrupted one and the record holds one precision. Checkpoints from before
+the option were trained in fp32.
+
 Checkpoints (see `colorizers.checkpoint`; they load with
 ``torch.load(weights_only=True)``) are written atomically at the end, every
-``save_every`` steps and on Ctrl-C (after the step in hand). Training is in
-float32 (no autocast). ``config`` is the model's, ``extra`` holds
-the data description, its hash, the step, the seed, the train config, the
-prepared statistics, the optimisers' and schedulers' states and the RNG state.
+``save_every`` steps and on Ctrl-C (after the step in hand). ``config`` is the
+model's, ``extra`` holds the data description, its hash, the step, the seed, the
+train config, the precision, the prepared statistics, the optimisers' and
+schedulers' states and the RNG state.
 The data hash is SHA-256 over ``"{name}\\t{sha256 of the file}\\n"`` of the
 sorted file names (``data_hash_kind: "content"``); for sets above 4 GiB, where
 reading every byte would take longer than many training steps, over
@@ -128,7 +157,7 @@ __all__ = [
     "TrainBatch", "TrainableColorizer", "TrainError", "TrainData", "Substitutions", "is_trainable",
     "trainable_colorizers",
     "resolve_data", "imagenet_wnids", "demo_train_files", "folder_files", "data_hash", "load_image",
-    "resolve_device", "train",
+    "resolve_device", "resolve_precision", "precision_context", "PRECISIONS", "train",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,6 +167,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LISTING_HASH_ABOVE = 4 << 30     # bytes; above this the data hash covers names and sizes only
 DEFAULT_CROP = 256               # crop side for models whose train config names none
 CACHE_IMAGES_UP_TO = 512         # sets this small are kept decoded in memory, per worker
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class TrainError(ValueError):
@@ -594,6 +624,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` (bf16 on CUDA, fp32 elsewhere), ``fp32`` or ``bf16`` -> ``"fp32"`` or ``"bf16"``.
+
+    bf16 on the CPU is honoured when asked for: few CPUs run it faster than fp32,
+    but it is the same code path, so that tests without a GPU exercise it.
+    """
+    if name not in PRECISIONS:
+        raise TrainError(f"--precision must be auto, fp32 or bf16, got {name!r}")
+    if name == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return name
+
+
+def precision_context(precision: str, device: torch.device) -> torch.autocast:
+    """The context a training step runs in: bf16 autocast on ``device`` for ``"bf16"``, off for ``"fp32"``."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def default_workers(device: torch.device) -> int:
     """Loader processes: on CUDA, the cores but one (at most 8); on the CPU, none.
 
@@ -618,6 +666,7 @@ def train(
     lr: float | None = None,
     config: Mapping[str, Any] | None = None,
     device: str = "auto",
+    precision: str = "auto",
     seed: int = 0,
     resume: str | os.PathLike[str] | None = None,
     save_every: int = 0,
@@ -631,7 +680,9 @@ def train(
     checkpoint's step up to it; default: the paper's, from the train config).
     ``batch_size``, ``crop``, ``resize`` and ``lr`` override the train config,
     ``config`` the model's constructor arguments (new runs only: a resumed run
-    keeps its checkpoint's, and refuses others). Raises `TrainError` for bad
+    keeps its checkpoint's, and refuses others). ``precision`` is ``auto``,
+    ``fp32`` or ``bf16`` (see the module docstring; a resumed run keeps its
+    checkpoint's and refuses another). Raises `TrainError` for bad
     options, data (a set in which no image can be read included) or
     checkpoints, and FloatingPointError when the loss stops being finite. An
     unreadable image is replaced (see `RandomCrops`); the count and the files
@@ -646,6 +697,8 @@ def train(
         raise TrainError(f"model {model!r} is not trainable: it has no train_step() "
                          f"(trainable: {', '.join(trainable_colorizers())})")
     dev = resolve_device(device)
+    if precision not in PRECISIONS:
+        raise TrainError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
     out = Path(out)
     for name, value in (("steps", steps), ("batch_size", batch_size), ("crop", crop), ("resize", resize)):
         if value is not None and value < 1:
@@ -682,11 +735,18 @@ def train(
                    if {**train_config, **model_config}.get(k) != v}
         if changed:
             raise TrainError(f"cannot change {', '.join(sorted(changed))} when resuming from {resume}")
+        trained_in = extra.get("precision", "fp32")       # checkpoints from before the option: fp32
+        if precision not in {"auto", trained_in}:
+            raise TrainError(f"cannot change the precision to {precision} when resuming from {resume}: it was "
+                             f"trained in {trained_in}; resume with --precision {trained_in} (or auto), "
+                             f"or start a new run")
+        precision = trained_in
         seed = int(extra["seed"])
         start = int(extra["step"])
     else:
         model_config = dict(config or {})
         train_config = {**cls.default_train_config(), **overrides}
+        precision = resolve_precision(precision, dev)
         start = 0
     steps = int(steps if steps is not None else train_config.get("steps", 0))
     if steps < 1:
@@ -741,6 +801,7 @@ def train(
         "data_sha256": digest,
         "data_hash_kind": hash_kind,
         "seed": seed,
+        "precision": precision,
         "train_config": _to_plain(train_config),
         "prepared": _to_plain(prepared),
         "torch_version": str(torch.__version__),
@@ -765,7 +826,9 @@ def train(
     dataset = RandomCrops(dataset_spec, crop=crop_size, resize=resize_size, seed=seed, resize_mode=resize_mode)
     loader = _loader(dataset, _Positions(start * B), batch_size=B, workers=workers, device=dev, seed=seed)
     log(f"training {model} ({sum(p.numel() for p in net.parameters()):,} parameters) on {dev}, "
-        f"{dataset_spec.description}, batch {B} of {crop_size} px crops, steps {start}..{steps}")
+        f"{dataset_spec.description}, batch {B} of {crop_size} px crops, steps {start}..{steps}, "
+        f"precision {precision}{' (autocast), weights float32' if precision == 'bf16' else ''}")
+    step_context = precision_context(precision, dev)
 
     # Ctrl-C finishes the step in hand, so that the checkpoint written is a
     # state the uninterrupted run also passed through (a GAN step is several updates).
@@ -782,7 +845,8 @@ def train(
         batches = _batches(loader, dev, substitutions)
         while step < steps and not interrupted:
             batch = next(batches)
-            logs = net.train_step(batch, step, optimizers)
+            with step_context:
+                logs = net.train_step(batch, step, optimizers)
             step += 1
             if not math.isfinite(logs["loss"]):
                 raise FloatingPointError(f"the loss became {logs['loss']} at step {step}; "
