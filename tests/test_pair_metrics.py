@@ -268,3 +268,20 @@ def test_the_staff_page_leaves_fid_to_the_command(media_root, learned_weights, a
     assert "FID is computed by vtt_report --metrics; this page does not load the Inception features" in page
     assert ">FID<" not in page
     assert "FID" in [m["label"] for m in report.experiment_report(experiment, metrics=True)["metrics"]["metrics"]]
+
+
+def test_a_scatter_of_many_pairs_shows_a_random_subset_and_says_so(media_root, monkeypatch):
+    from vtt import report_metrics
+
+    monkeypatch.setattr(report_metrics, "MAX_SCATTER", 30)
+    experiment = make_rated()
+    pair_metrics.compute(experiment)
+    data = report.experiment_report(experiment, metrics=True, n_boot=100)
+    agreement = data["metrics"]["agreement"]
+    assert agreement["scatter_total"]["ssim"] == 4 * N_IMAGES
+    points = agreement["scatter"]
+    assert {len(p) for p in points.values()} == {30}
+    # the same pairs in every plot: the rates (and methods) line up
+    assert len({tuple((p["method"], p["rate"]) for p in plot) for plot in points.values()}) == 1
+    html = report_html.render_html(data)
+    assert f"a random 30 of the {4 * N_IMAGES}, the same pairs in every plot" in html

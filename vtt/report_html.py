@@ -129,7 +129,9 @@ def _metrics_context(section: dict, level: str) -> dict:
                 for name, points in agreement["scatter"].items() if points]
     return {**section, "rows": rows, "level": level, "agreement_rows": agreement_rows, "reasons": reasons,
             "scatters": scatters, "legend": scatter_legend(agreement["methods"]),
-            "n_rated_pairs": agreement["n_rated_pairs"], "tested": agreement["methods"], "note": agreement["note"]}
+            "n_rated_pairs": agreement["n_rated_pairs"], "tested": agreement["methods"], "note": agreement["note"],
+            "scatter_shown": max((len(p) for p in agreement["scatter"].values()), default=0),
+            "scatter_total": max(agreement["scatter_total"].values(), default=0)}
 
 
 def render_html(report: dict) -> str:

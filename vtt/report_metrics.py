@@ -11,7 +11,8 @@ experiment's pairs (`vtt.pair_metrics.table`) and gives:
 - per metric, across pairs, the AUC with which it tells a pair that fooled at least half
   of its raters from one that did not (`pair_prediction`), over pairs with at least
   `MIN_RATERS` kept judgments;
-- the points of a scatter of each metric against each pair's fooling rate.
+- the points of a scatter of each metric against each pair's fooling rate (a random
+  `MAX_SCATTER` of them when there are more).
 
 Only the tested methods enter the agreement: the controls (the real colours, no colour
 at all) would make any metric look predictive. The judgments are those the VTT uses (the
@@ -33,6 +34,9 @@ MIN_RATERS = 3
 # FID's rank correlation recomputes FID per bootstrap resample and method; above this many images that is minutes
 # of work per report, and the report gives FID per method without it.
 FID_BOOT_MAX_IMAGES = 500
+# Points of a scatter plot: beyond this many rated pairs (ctest10k has 50,000) a random subset of them, the same for
+# every metric, keeps the HTML report and the staff page light; the report says how many are shown.
+MAX_SCATTER = 2000
 
 
 def _number(x) -> float | None:
@@ -142,7 +146,8 @@ def _agreement(j: Judgments, kept: np.ndarray, rows: list[dict], table: MetricTa
         blank = {"ci_low": None, "ci_high": None, "estimable": False, "reason": reason, "n_boot": 0,
                  "n_undefined": 0}
         names = [m.name for m in per_pair] + list(set_metrics) + (["fid"] if fid_note else [])
-        return {"methods": [], "n_judgments": 0, "n_rated_pairs": 0, "scatter": {}, "note": fid_note,
+        return {"methods": [], "n_judgments": 0, "n_rated_pairs": 0, "scatter": {}, "scatter_total": {},
+                "note": fid_note,
                 "rank": [{"metric": n, "label": labels[n], "tau": None, "n_methods": 0, "n_images": 0, **blank}
                          for n in names if n in labels],
                 "pairs": [{"metric": m.name, "label": m.label, "auc": None, "n_pairs": 0, "n_fooled": 0, **blank}
@@ -153,10 +158,14 @@ def _agreement(j: Judgments, kept: np.ndarray, rows: list[dict], table: MetricTa
                                              confidence=confidence, n_boot=n_boot, seed=seed)
     counts, rates = metric_agreement.pair_rates(y, image, method, *shape)
     rated = counts >= MIN_RATERS
-    scatter = {}
+    plotted = rated.copy()
+    if rated.sum() > MAX_SCATTER:  # the same pairs for every metric and every run (seeded by `seed`)
+        plotted[:] = False
+        plotted.flat[np.random.default_rng(seed).choice(np.flatnonzero(rated), MAX_SCATTER, replace=False)] = True
+    scatter, scatter_total = {}, {}
     for name, v in values.items():
-        ok = rated & np.isfinite(v)
-        m_idx, i_idx = np.nonzero(ok)
+        scatter_total[name] = int((rated & np.isfinite(v)).sum())
+        m_idx, i_idx = np.nonzero(plotted & np.isfinite(v))
         scatter[name] = [{"method": tested[a], "value": float(v[a, b]), "rate": float(rates[a, b]),
                           "n": int(counts[a, b])} for a, b in zip(m_idx.tolist(), i_idx.tolist())]
 
@@ -168,5 +177,5 @@ def _agreement(j: Judgments, kept: np.ndarray, rows: list[dict], table: MetricTa
     return {
         "methods": tested, "n_judgments": int(y.size), "n_rated_pairs": int(rated.sum()),
         "rank": [as_dict(r) for r in rank], "pairs": [as_dict(p) for p in pairs], "scatter": scatter,
-        "note": fid_note,
+        "scatter_total": scatter_total, "note": fid_note,
     }
