@@ -4,7 +4,8 @@
 does so for an experiment in the database, and `cached_experiment_report` keeps that
 report until the experiment's answers change (the staff page). `table_fields`,
 `table_rows` and `to_json` give its table and JSON; `vtt.report_figure` draws it and
-`vtt.report_html` renders it as HTML.
+`vtt.report_html` renders it as HTML. With the stored automatic metrics of the pairs
+(``vtt_report --metrics``, the staff page) it adds their section, `vtt.report_metrics`.
 
 The defaults that the command line (`vtt_report`), the staff page and the functions
 here share live in one place: `DEFAULT_CI_METHOD` and `CI_METHODS` (each method's
