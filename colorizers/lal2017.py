@@ -245,7 +245,7 @@ class Lal2017(TrainableColorizer):
         cfg = self.cfg
         opt_g, _ = optimizers["generator"]
         opt_c, _ = optimizers["critic"]
-        with float32(batch.rgb.device):    # under bf16 autocast too: the conversion's 3x3 einsum would be lowered
+        with float32(batch.rgb.device):    # the batch and its targets in float32 under bf16 autocast too
             lab = rgb_to_lab(batch.rgb)                                   # (B, 3, H, W) float32
         L, ab = lab[:, :1], lab[:, 1:]
 

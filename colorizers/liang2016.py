@@ -279,7 +279,7 @@ class Liang2016(TrainableColorizer):
         rgb = batch.rgb.float()
         if min(rgb.shape[-2:]) <= 2 * MARGIN:
             raise ValueError(f"liang2016 needs crops above {2 * MARGIN} pixels, got {tuple(rgb.shape[-2:])}")
-        with float32(rgb.device):      # under bf16 autocast too: the conversions' 3x3 einsums would be lowered
+        with float32(rgb.device):      # the batch and its targets in float32 under bf16 autocast too
             y = gray_luma(rgb_to_lab(rgb)[:, :1])                      # (B, 1, S, S)
             uv = rgb_to_yuv(rgb)[:, 1:, MARGIN:-MARGIN, MARGIN:-MARGIN]    # (B, 2, S - 8, S - 8)
             target = (uv / (2 * self.uv_max) + 0.5).clamp(0, 1)

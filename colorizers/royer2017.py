@@ -505,7 +505,7 @@ class Royer2017(TrainableColorizer):
         opt, scheduler = optimizers["model"]
         cfg = self._train_config or self.default_train_config()
         self.net.train()
-        with float32(batch.rgb.device):    # under bf16 autocast too: the conversion's 3x3 einsum would be lowered
+        with float32(batch.rgb.device):    # the batch and its targets in float32 under bf16 autocast too
             L, ab = self.prepare_batch(batch.rgb)
         bpd, aux_bpd = self.net.losses(L, ab)
         loss = bpd + aux_bpd

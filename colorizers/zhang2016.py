@@ -272,7 +272,7 @@ class Zhang2016(TrainableColorizer):
 
     def train_step(self, batch: TrainBatch, step: int, optimizers: Mapping[str, tuple]) -> dict[str, float]:
         optimizer, scheduler = optimizers["net"]
-        with float32(batch.rgb.device):    # under bf16 autocast too: the conversion's 3x3 einsum would be lowered
+        with float32(batch.rgb.device):    # the batch and its targets in float32 under bf16 autocast too
             lab = rgb_to_lab(batch.rgb)                                    # (B, 3, H, W) float32
         loss = self.loss(self.logits(lab[:, :1]).float(), lab[:, 1:])      # the loss in float32 on any device
         optimizer.zero_grad(set_to_none=True)
