@@ -97,7 +97,8 @@ from torch import nn
 from .color import rgb_to_lab
 from .quantization import SIGMA, TEMPERATURE, ab_bins, annealed_mean, float32, rebalanced_cross_entropy
 from .registry import register
-from .training import TrainableColorizer, TrainBatch
+from .distributed import shared_divisor
+from .training import TrainableColorizer, TrainBatch, TrainingForward
 from .zhang2016 import (
     AB_NORM, L_CENT, L_NORM, _class_weights, check_temperature, eccv16_blocks, estimate_prepared,
     pad_to_multiple,
@@ -234,14 +235,47 @@ class Lal2017(TrainableColorizer):
         """(B, 3, h, w) normalised L*a*b* for the critic."""
         return torch.cat([(L_small - L_CENT) / L_NORM, ab_small / AB_NORM], dim=1)
 
-    def gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """E (||grad f_w(x_hat)|| - 1)^2 on x_hat uniformly between real and fake inputs."""
-        eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    def gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor | None = None
+                         ) -> torch.Tensor:
+        """E (||grad f_w(x_hat)|| - 1)^2 on x_hat uniformly between real and fake inputs.
+
+        ``eps`` (B, 1, 1, 1): each item's mixing weight (default: drawn with ``torch.rand``;
+        training passes the batch's `TrainBatch.uniform` draws).
+        """
+        if eps is None:
+            eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
         x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
         grad, = torch.autograd.grad(self.critic(x_hat).sum(), x_hat, create_graph=True)
         return (grad.flatten(1).norm(dim=1) - 1).square().mean()
 
+    def generate(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The generator's logits (B, 313, h, w) and the classification head's class logits (B, classes)."""
+        logits, features = self.generator(L)
+        return logits, self.classifier(features.mean(dim=(2, 3)))
+
+    def critic_terms(self, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """E f(real) - E f(fake) and the gradient penalty (mixing weights ``eps``), for the critic's loss."""
+        return self.critic(real).mean() - self.critic(fake).mean(), self.gradient_penalty(real, fake, eps)
+
+    def training_forwards(self) -> dict[str, TrainingForward]:
+        """The generator with its classification head, and the critic: two updates, two replicas.
+
+        The generator's loss also runs the critic on the fakes, with the critic's
+        parameters frozen (``requires_grad`` off): that call trains nothing of the
+        critic, so it is not the critic's training forward.
+        """
+        return {"generator": TrainingForward(self.generate, [self.generator, self.classifier]),
+                "critic": TrainingForward(self.critic_terms, [self.critic])}
+
     def train_step(self, batch: TrainBatch, step: int, optimizers: Mapping[str, tuple]) -> dict[str, float]:
+        """One step: ``n_critic`` critic updates on this batch's fakes, then one generator update.
+
+        The gradient penalty's mixing weights are the batch's per-item draws
+        (`TrainBatch.uniform`, one set per critic update), and the classification
+        loss is a mean over the labelled images of the global batch, so that a run on
+        several ranks is the one-process run of its global batch.
+        """
         cfg = self.cfg
         opt_g, _ = optimizers["generator"]
         opt_c, _ = optimizers["critic"]
@@ -249,7 +283,7 @@ class Lal2017(TrainableColorizer):
             lab = rgb_to_lab(batch.rgb)                                   # (B, 3, H, W) float32
         L, ab = lab[:, :1], lab[:, 1:]
 
-        logits, features = self.generator(L)                              # (B, 313, h, w)
+        logits, class_logits = self.replica("generator")(L)               # (B, 313, h, w), (B, classes)
         logits = logits.float()                                           # L_co and the critic's input in float32
         size = logits.shape[-2:]
         real = self.critic_input(F.adaptive_avg_pool2d(L, size), F.adaptive_avg_pool2d(ab, size))
@@ -257,9 +291,8 @@ class Lal2017(TrainableColorizer):
 
         # critic: n_critic updates of E f(fake) - E f(real) + gp_weight * GP
         fake_fixed = fake.detach()
-        for _ in range(cfg.n_critic):
-            wasserstein = self.critic(real).mean() - self.critic(fake_fixed).mean()
-            gp = self.gradient_penalty(real, fake_fixed)
+        for i in range(cfg.n_critic):
+            wasserstein, gp = self.replica("critic")(real, fake_fixed, batch.uniform(1, 1, 1, salt=i))
             critic_loss = -wasserstein + cfg.gp_weight * gp
             opt_c.zero_grad(set_to_none=True)
             critic_loss.backward()
@@ -269,10 +302,9 @@ class Lal2017(TrainableColorizer):
         loss_co = rebalanced_cross_entropy(
             logits, ab, self.centres, self.class_weights, neighbours=cfg.neighbours, sigma=cfg.sigma,
             chroma_threshold=cfg.chroma_threshold)
-        labelled = batch.labels >= 0
-        class_logits = self.classifier(features.mean(dim=(2, 3)))         # (B, num_classes)
-        loss_cl = (F.cross_entropy(class_logits.float()[labelled], batch.labels[labelled])
-                   if labelled.any() else torch.zeros((), device=L.device))
+        labelled = batch.labels >= 0      # a mean over the labelled images (0 when none is)
+        loss_cl = (F.cross_entropy(class_logits.float()[labelled], batch.labels[labelled], reduction="sum")
+                   / shared_divisor(labelled.sum().float()))
         self.critic.requires_grad_(False)
         loss_g = -self.critic(fake).mean()
         self.critic.requires_grad_(True)

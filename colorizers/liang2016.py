@@ -109,7 +109,7 @@ from .color import lab_to_rgb, rgb_to_lab, rgb_to_yuv, yuv_to_rgb
 from .guided_filter import guided_filter
 from .quantization import float32
 from .registry import register
-from .training import TrainableColorizer, TrainBatch
+from .training import TrainableColorizer, TrainBatch, TrainingForward
 
 __all__ = [
     "Liang2016Config", "PatchNet", "Liang2016", "liang2016",
@@ -269,6 +269,9 @@ class Liang2016(TrainableColorizer):
         )
         return {"net": (sgd, None)}
 
+    def training_forwards(self) -> dict[str, TrainingForward]:
+        return {"logits": TrainingForward(self._logits, [self])}
+
     def train_step(self, batch: TrainBatch, step: int, optimizers: Mapping[str, tuple]) -> dict[str, float]:
         """One SGD step on the crops ``batch.rgb`` (B, 3, S, S): each is one patch.
 
@@ -283,7 +286,7 @@ class Liang2016(TrainableColorizer):
             y = gray_luma(rgb_to_lab(rgb)[:, :1])                      # (B, 1, S, S)
             uv = rgb_to_yuv(rgb)[:, 1:, MARGIN:-MARGIN, MARGIN:-MARGIN]    # (B, 2, S - 8, S - 8)
             target = (uv / (2 * self.uv_max) + 0.5).clamp(0, 1)
-        logits = self._logits(y).float()                               # (B, 2, S - 8, S - 8); losses in float32
+        logits = self.replica("logits")(y).float()                     # (B, 2, S - 8, S - 8); losses in float32
         mse = F.mse_loss(torch.sigmoid(logits), target)
         kl = binary_kl_with_logits(logits, target)
         loss = mse if step < self.cfg.mse_iters else kl / 2

@@ -162,7 +162,8 @@ from .pixelcnn import PixelCNN, bin_centres, gumbel_noise, nll
 from .quantization import float32
 from .registry import register
 from .resnet import ResNetTrunk, load_torchvision_weights
-from .training import TrainableColorizer
+from . import distributed
+from .training import TrainableColorizer, TrainingForward
 
 __all__ = ["PixColor", "ConditioningNetwork", "RefinementNetwork", "REFINEMENT_LAYERS"]
 
@@ -554,8 +555,28 @@ class PixColor(TrainableColorizer):
         return {"gray": gray, "y": gray[:, :1], "cbcr": cbcr, "bins": bins,
                 "cbcr_low": self.dequantize(bins, dtype)}
 
+    def predict(self, gray: torch.Tensor, bins: torch.Tensor, y: torch.Tensor, cbcr_low: torch.Tensor, *,
+                train_trunk: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced: the PixelCNN's logits for the true ``bins`` and the refinement's Cb, Cr (B, 2, S, S)."""
+        cond = self.conditioning(gray, train_trunk=train_trunk)
+        x = bin_centres(self.bins, dtype=cond.dtype, device=cond.device)[bins]
+        return self.pixelcnn(x, cond), self.refinement(y, cbcr_low)
+
+    def training_forwards(self) -> dict[str, TrainingForward]:
+        """Both networks in one forward (their parameters are disjoint and their losses are summed
+        into one backward). Some parameters get no gradient, which DDP is told: the last gated
+        block's conditioning of its vertical stack (that stack's last output feeds nothing), and a
+        pretrained trunk during its frozen steps."""
+        return {"networks": TrainingForward(self.predict, [self.conditioning, self.pixelcnn, self.refinement],
+                                            unused_parameters=True)}
+
     def train_step(self, batch: Any, step: int, optimizers: dict[str, tuple[Any, Any]]) -> dict[str, float]:
         """One step of both networks on ``batch.rgb``, each with its own loss and optimizer.
+
+        The two losses are summed into one backward pass: the networks share no
+        parameter, so each gets exactly its own loss's gradient. Each loss is a mean
+        over the photos of the global batch above the colorness threshold (counted over
+        every rank); when there is none, nothing is updated.
 
         Returns ``loss`` (nll + refine_l2), ``nll`` (nats per chroma value, teacher-forced),
         ``bits_per_dim``, ``refine_l2`` (mean squared Cb, Cr error) and ``kept`` (the
@@ -568,29 +589,30 @@ class PixColor(TrainableColorizer):
             data = self.prepare_batch(batch.rgb)
             colorness = (2 * data["cbcr"]).square().sum(1).sqrt().flatten(1).mean(1)   # (B,)
             keep = (colorness >= cfg["colorness_threshold"]).to(data["cbcr"].dtype)
-        n_keep = float(keep.sum())
+        kept_everywhere = distributed.all_sum(keep.sum().float())         # the global batch's count
+        divisor = kept_everywhere.clamp(min=1) / distributed.world_size()  # see distributed.shared_divisor
         train_trunk = not (self.config["trunk_init"] == "pretrained" and step < cfg["trunk_frozen_steps"])
 
         def weighted(per_image: torch.Tensor) -> torch.Tensor:
-            return (per_image * keep).sum() / max(n_keep, 1.0)
+            return (per_image * keep).sum() / divisor
 
-        with torch.set_grad_enabled(n_keep > 0):
-            cond = self.conditioning(data["gray"], train_trunk=train_trunk)
-            x = bin_centres(self.bins, dtype=cond.dtype, device=cond.device)[data["bins"]]
-            nll_loss = weighted(nll(self.pixelcnn(x, cond).float(), data["bins"]))    # losses in float32
-            chroma = self.refinement(data["y"], data["cbcr_low"]).float()
-            l2_loss = weighted((chroma - data["cbcr"]).square().flatten(1).mean(1))
-        if n_keep > 0:
-            for name, loss in (("pixelcnn", nll_loss), ("refinement", l2_loss)):
-                opt, scheduler = optimizers[name]
+        learn = bool(kept_everywhere > 0)      # the same on every rank: all update, or none
+        with torch.set_grad_enabled(learn):
+            logits, chroma = self.replica("networks")(data["gray"], data["bins"], data["y"], data["cbcr_low"],
+                                                      train_trunk=train_trunk)
+            nll_loss = weighted(nll(logits.float(), data["bins"]))             # losses in float32
+            l2_loss = weighted((chroma.float() - data["cbcr"]).square().flatten(1).mean(1))
+        if learn:
+            for opt, _ in optimizers.values():
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+            (nll_loss + l2_loss).backward()
+            for opt, scheduler in optimizers.values():
                 opt.step()
                 if scheduler is not None:
                     scheduler.step()
         nll_value, l2_value = nll_loss.item(), l2_loss.item()
         return {"loss": nll_value + l2_value, "nll": nll_value, "bits_per_dim": nll_value / math.log(2),
-                "refine_l2": l2_value, "kept": n_keep / len(keep)}
+                "refine_l2": l2_value, "kept": float(keep.sum()) / len(keep)}
 
     # --- checkpoints ----------------------------------------------------------------------
 

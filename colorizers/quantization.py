@@ -57,6 +57,8 @@ from pathlib import Path
 
 import torch
 
+from .distributed import shared_divisor
+
 __all__ = [
     "float32", "GRID", "AB_MAX", "BINS_FILE", "ab_bins", "nearest_bin", "soft_encode", "bin_histogram",
     "empirical_prior", "rebalancing_weights", "annealed_mean", "subsample",
@@ -205,6 +207,10 @@ def rebalanced_cross_entropy(
     centres : (Q, 2) bin centres; weights : (Q,) `rebalancing_weights`.
     chroma_threshold : an image whose target has no pixel with |a*| or |b*| above
         it is left out of the loss (0 when every image of the batch is).
+
+    The mean is over the kept images' pixels of the global batch: on several
+    training ranks the count is summed over them (`colorizers.distributed.shared_divisor`),
+    so that the ranks' averaged gradients are the one-process run's.
     """
     with float32(logits.device):
         target_ab = subsample(ab.float(), logits.shape[-2:])                 # (B, 2, h, w)
@@ -212,5 +218,5 @@ def rebalanced_cross_entropy(
         pixel_weight = weights.to(logits.device)[target.argmax(dim=1)]       # (B, h, w)
         keep = (target_ab.abs() > chroma_threshold).flatten(1).any(dim=1)    # (B,)
         ce = -(target * torch.log_softmax(logits.float(), dim=1)).sum(dim=1) # (B, h, w)
-        kept_pixels = keep.sum() * ce[0].numel()
-        return (ce * pixel_weight * keep[:, None, None]).sum() / kept_pixels.clamp(min=1)
+        kept_pixels = keep.sum().float() * ce[0].numel()
+        return (ce * pixel_weight * keep[:, None, None]).sum() / shared_divisor(kept_pixels)

@@ -125,7 +125,7 @@ from .pixelcnnpp import (
 )
 from .quantization import float32
 from .registry import register
-from .training import TrainableColorizer
+from .training import TrainableColorizer, TrainingForward
 
 __all__ = ["EmbeddingNet", "PICNet", "Royer2017", "DEMO_CONFIG", "ab_to_unit", "unit_to_ab"]
 
@@ -499,6 +499,9 @@ class Royer2017(TrainableColorizer):
         ab = quantize(ab_to_unit(_downsample(lab[:, 1:])))
         return L, ab
 
+    def training_forwards(self) -> dict[str, TrainingForward]:
+        return {"losses": TrainingForward(self.net.losses, [self.net])}
+
     def train_step(self, batch: Any, step: int, optimizers: dict[str, tuple[Any, Any]]) -> dict[str, float]:
         """One optimisation step on ``batch.rgb`` (B, 3, crop, crop); returns loss = bpd +
         aux_bpd and both parts (teacher-forced, in bits per dimension)."""
@@ -507,7 +510,7 @@ class Royer2017(TrainableColorizer):
         self.net.train()
         with float32(batch.rgb.device):    # the batch and its targets in float32 under bf16 autocast too
             L, ab = self.prepare_batch(batch.rgb)
-        bpd, aux_bpd = self.net.losses(L, ab)
+        bpd, aux_bpd = self.replica("losses")(L, ab)
         loss = bpd + aux_bpd
         opt.zero_grad(set_to_none=True)
         loss.backward()

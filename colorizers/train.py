@@ -34,6 +34,7 @@ import torch
 
 from . import describe_inference_options, get_colorizer
 from .checkpoint import sha256_file
+from .distributed import from_environment
 from .training import (  # noqa: F401  (re-exported: the names this command always offered)
     DEMO_DIR, IMAGE_SUFFIXES, PRECISIONS, TrainError, data_hash, demo_train_files, folder_files, is_trainable,
     load_image, resolve_data, train, trainable_colorizers,
@@ -201,7 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    print(f"sha256 {sha256_file(out)}")
+    if from_environment().rank == 0:      # under torchrun, rank 0 wrote the checkpoint
+        print(f"sha256 {sha256_file(out)}")
     return 0
 
 

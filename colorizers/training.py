@@ -149,7 +149,9 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from .base import Colorizer
+from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
+from .distributed import TrainingForward, seed_for
 from .progress import progress as progress_bar
 from .registry import get_colorizer, list_colorizers
 
@@ -176,10 +178,27 @@ class TrainError(ValueError):
 
 @dataclass
 class TrainBatch:
-    """One training batch, on the training device."""
+    """One training batch, on the training device: this rank's slice of the step's global batch."""
 
     rgb: torch.Tensor       # (B, 3, H, W) float32 sRGB in [0, 1]
     labels: torch.Tensor    # (B,) long, ImageNet class index or -1 when unknown
+    offset: int = 0         # position of this slice's first item in the global batch
+    global_size: int | None = None    # items in the global batch, all ranks (None: this batch is all of it)
+    seed: int = 0           # the step's seed, the same on every rank
+
+    def uniform(self, *shape: int, salt: int = 0) -> torch.Tensor:
+        """Uniform draws in [0, 1), ``shape`` per item: (B, *shape) on the batch's device.
+
+        An item gets the same draws whichever rank holds it and however many there
+        are: the draws are made for the whole global batch, from a generator seeded
+        by the step's seed and ``salt`` (one per use within a step), and this
+        slice's rows are kept. So randomness per item does not tie a run to its
+        number of ranks, and a resumed run draws what the uninterrupted one did.
+        """
+        total = self.global_size or len(self.rgb)
+        generator = torch.Generator(device=self.rgb.device).manual_seed(seed_for(self.seed, salt))
+        draws = torch.rand((total, *shape), generator=generator, device=self.rgb.device)
+        return draws[self.offset:self.offset + len(self.rgb)]
 
 
 class TrainableColorizer(Colorizer):
@@ -195,6 +214,20 @@ class TrainableColorizer(Colorizer):
 
     def params(self) -> dict[str, Any]:
         return dict(self.config)
+
+    def training_forwards(self) -> dict[str, TrainingForward]:
+        """The calls of ``train_step`` whose backward passes train parameters (see the module docstring)."""
+        raise NotImplementedError(f"{type(self).__name__} names no training forwards: it cannot train on several "
+                                  f"ranks")
+
+    def replica(self, name: str) -> Callable[..., Any]:
+        """The training forward ``name`` as ``train_step`` calls it (through DistributedDataParallel on several ranks)."""
+        replicas = self.__dict__.get("_replicas")
+        return replicas[name] if replicas else self.training_forwards()[name].fn
+
+    def use_replicas(self, replicas: Mapping[str, Callable[..., Any]] | None) -> None:
+        """Route `replica` through these wrappers (the trainer's, on several ranks); None: the plain calls."""
+        object.__setattr__(self, "_replicas", dict(replicas) if replicas else None)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> "TrainableColorizer":
@@ -514,6 +547,28 @@ class _Positions(Sampler[int]):
         return iter(range(self.start, self.stop)) if self.stop is not None else itertools.count(self.start)
 
 
+class _RankPositions(Sampler[int]):
+    """A rank's slice of each global batch, from step ``step`` on, endless.
+
+    Global batch ``s`` is stream positions ``s * batch`` .. ``s * batch + batch - 1``
+    (one epoch of the set every ``len(set) / batch`` steps, whatever the number of
+    ranks); rank ``r`` of ``world`` reads the ``batch / world`` positions starting at
+    ``s * batch + r * batch / world``. With one rank it is `_Positions` from
+    ``step * batch``.
+    """
+
+    def __init__(self, step: int, batch: int, rank: int = 0, world: int = 1) -> None:
+        if batch % world:
+            raise ValueError(f"a batch of {batch} does not split over {world} ranks")
+        self.step, self.batch, self.rank, self.world = step, batch, rank, world
+
+    def __iter__(self) -> Iterator[int]:
+        share = self.batch // self.world
+        for step in itertools.count(self.step):
+            first = step * self.batch + self.rank * share
+            yield from range(first, first + share)
+
+
 def _loader(dataset: RandomCrops, positions: _Positions, *, batch_size: int, workers: int,
             device: torch.device, seed: int) -> DataLoader:
     """Batches (pixels, labels, skipped names per item) of ``dataset`` at ``positions``."""
@@ -542,6 +597,15 @@ class Substitutions:
 
     def as_extra(self) -> dict[str, Any]:
         return {"substituted_items": self.items, "unreadable_files": list(self.files)[:self.KEEP]}
+
+    @classmethod
+    def total(cls, parts: Iterable["Substitutions"]) -> "Substitutions":
+        """The counts of several ranks together (files in rank order)."""
+        out = cls()
+        for part in parts:
+            out.items += part.items
+            out.files.update(part.files)
+        return out
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any]) -> "Substitutions":
@@ -596,19 +660,6 @@ def _from_plain(value: Any) -> Any:
 
 def _hashable(key: Any) -> Any:
     return tuple(key) if isinstance(key, list) else key
-
-
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 # --- the loop --------------------------------------------------------------------
@@ -697,6 +748,28 @@ def train(
         raise TrainError(f"model {model!r} is not trainable: it has no train_step() "
                          f"(trainable: {', '.join(trainable_colorizers())})")
     dev = resolve_device(device)
+    try:
+        ranks = distributed.from_environment()
+        if ranks.world > 1:
+            dev = distributed.start(ranks, dev)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+    try:
+        return _train(cls, ranks, dev, model=model, data=data, out=out, steps=steps, batch_size=batch_size,
+                      crop=crop, resize=resize, lr=lr, config=config, precision=precision, seed=seed,
+                      resume=resume, save_every=save_every, workers=workers, progress=progress,
+                      log=log if ranks.rank == 0 else (lambda message: None))
+    finally:
+        if ranks.world > 1:
+            distributed.stop()
+
+
+def _train(cls: type, ranks: distributed.Ranks, dev: torch.device, *, model: str, data: str,
+           out: str | os.PathLike[str], steps: int | None, batch_size: int | None, crop: int | None,
+           resize: int | None, lr: float | None, config: Mapping[str, Any] | None, precision: str, seed: int,
+           resume: str | os.PathLike[str] | None, save_every: int, workers: int | None, progress: bool,
+           log: Callable[[str], None]) -> Path:
+    """`train`'s run on this rank (``dev``: this rank's device), the process group joined."""
     if precision not in PRECISIONS:
         raise TrainError(f"--precision must be auto, fp32 or bf16, got {precision!r}")
     out = Path(out)
@@ -762,12 +835,21 @@ def train(
     if train_config["resize"] < train_config["crop"]:
         raise TrainError(f"--resize {train_config['resize']} is smaller than the crop {train_config['crop']}")
 
+    B, crop_size, resize_size = int(train_config["batch_size"]), int(train_config["crop"]), int(train_config["resize"])
+    if B % ranks.world:
+        raise TrainError(f"the global batch of {B} does not split over {ranks.world} ranks: every rank must "
+                         f"take as many images (a mean over the batch is then the one-process run's); pass "
+                         f"--batch-size a multiple of {ranks.world}, or start {ranks.world - B % ranks.world} "
+                         f"more or {B % ranks.world} fewer processes")
+
     torch.manual_seed(seed)
     try:
         net = cls(**model_config)
     except (TypeError, ValueError) as exc:
         raise TrainError(f"bad --config for {model!r}: {exc}") from None
     net.to(dev)
+    if ranks.world > 1:
+        distributed.global_batchnorm(net)      # before the optimisers: it makes new parameter objects
     optimizers = net.configure_optimizers(train_config)
     if ckpt is not None:
         try:
@@ -780,20 +862,27 @@ def train(
             raise TrainError(f"cannot resume from {resume}: {exc}") from None
 
     workers = default_workers(dev) if workers is None else workers
-    B, crop_size, resize_size = int(train_config["batch_size"]), int(train_config["crop"]), int(train_config["resize"])
     prepared: dict[str, Any] = {}
     if ckpt is not None:
         prepared = _from_plain(ckpt["extra"].get("prepared", {}))
     elif callable(getattr(cls, "prepare", None)):
-        once = RandomCrops(dataset_spec, crop=crop_size, resize=resize_size, seed=seed + 1, resize_mode=resize_mode)
-        loader = _loader(once, _Positions(0, len(once)), batch_size=B, workers=workers, device=dev, seed=seed)
-        log(f"estimating {model} statistics from {dataset_spec.description}")
-        passed_over = Substitutions()
-        prepared = cls.prepare(train_config, _batches(loader, dev, passed_over))
-        if passed_over.items:
-            log(f"estimating {model} statistics: {passed_over.summary()}")
+        if ranks.rank == 0:      # one pass, by rank 0 alone; the others wait for its result
+            once = RandomCrops(dataset_spec, crop=crop_size, resize=resize_size, seed=seed + 1,
+                               resize_mode=resize_mode)
+            loader = _loader(once, _Positions(0, len(once)), batch_size=B, workers=workers, device=dev, seed=seed)
+            log(f"estimating {model} statistics from {dataset_spec.description}")
+            passed_over = Substitutions()
+            prepared = cls.prepare(train_config, _batches(loader, dev, passed_over))
+            if passed_over.items:
+                log(f"estimating {model} statistics: {passed_over.summary()}")
+        prepared = distributed.broadcast(prepared, dev)
     if prepared:
         net.load_prepared(prepared)
+    if ranks.world > 1:
+        try:
+            net.use_replicas(distributed.replicate(net.training_forwards(), dev))
+        except NotImplementedError as exc:
+            raise TrainError(str(exc)) from None
 
     extra_base = {
         "data": dataset_spec.description,
@@ -805,71 +894,88 @@ def train(
         "train_config": _to_plain(train_config),
         "prepared": _to_plain(prepared),
         "torch_version": str(torch.__version__),
+        "ranks": ranks.world,
     }
 
-    # counted over the whole run, resumed parts included: a resumed run sees the same items
-    substitutions = Substitutions.from_extra(ckpt["extra"]) if ckpt is not None else Substitutions()
+    # counted over the whole run, resumed parts included: a resumed run sees the same items. Each rank counts
+    # its slices (rank 0 also what the checkpoint holds) and the counts are summed when a checkpoint is written.
+    substitutions = (Substitutions.from_extra(ckpt["extra"]) if ckpt is not None and ranks.rank == 0
+                     else Substitutions())
 
-    def save(step: int, logs: Mapping[str, float]) -> None:
-        save_checkpoint(out, model_name=model, state_dict=net.state_dict(), config=net.params(), extra={
-            **extra_base,
-            **substitutions.as_extra(),
-            "step": step,
-            "last_logs": {k: float(v) for k, v in logs.items()},
-            "optimizers": {n: _to_plain(o.state_dict()) for n, (o, _) in optimizers.items()},
-            "schedulers": {n: _to_plain(s.state_dict()) for n, (_, s) in optimizers.items() if s is not None},
-            "rng": _rng_state(dev),
-        })
+    def save(step: int, logs: Mapping[str, float]) -> Substitutions:
+        """Every rank calls it at the same step; rank 0 writes. Returns the counts of all ranks."""
+        counted = Substitutions.total(distributed.gather(substitutions, dev))
+        if ranks.rank == 0:
+            save_checkpoint(out, model_name=model, state_dict=net.state_dict(), config=net.params(), extra={
+                **extra_base,
+                **counted.as_extra(),
+                "step": step,
+                "last_logs": {k: float(v) for k, v in logs.items()},
+                "optimizers": {n: _to_plain(o.state_dict()) for n, (o, _) in optimizers.items()},
+                "schedulers": {n: _to_plain(s.state_dict()) for n, (_, s) in optimizers.items() if s is not None},
+            })
+        return counted
 
-    if ckpt is not None:
-        _set_rng_state(ckpt["extra"]["rng"], dev)
     dataset = RandomCrops(dataset_spec, crop=crop_size, resize=resize_size, seed=seed, resize_mode=resize_mode)
-    loader = _loader(dataset, _Positions(start * B), batch_size=B, workers=workers, device=dev, seed=seed)
-    log(f"training {model} ({sum(p.numel() for p in net.parameters()):,} parameters) on {dev}, "
-        f"{dataset_spec.description}, batch {B} of {crop_size} px crops, steps {start}..{steps}, "
+    share = B // ranks.world
+    loader = _loader(dataset, _RankPositions(start, B, ranks.rank, ranks.world), batch_size=share,
+                     workers=workers, device=dev, seed=seed)
+    where = (f"{ranks.world} ranks ({'nccl' if dev.type == 'cuda' else 'gloo'}, {dev.type}), global batch {B} = "
+             f"{ranks.world} x {share}" if ranks.world > 1 else f"{dev}, batch {B}")
+    log(f"training {model} ({sum(p.numel() for p in net.parameters()):,} parameters) on {where} of "
+        f"{crop_size} px crops, {dataset_spec.description}, steps {start}..{steps}, "
         f"precision {precision}{' (autocast), weights float32' if precision == 'bf16' else ''}")
     step_context = precision_context(precision, dev)
 
-    # Ctrl-C finishes the step in hand, so that the checkpoint written is a
-    # state the uninterrupted run also passed through (a GAN step is several updates).
-    interrupted = []
-    previous_handler = None
+    # Ctrl-C (SIGINT) and SIGTERM (a scheduler's preemption, torchrun stopping its workers) finish
+    # the step in hand, so that the checkpoint written is a state the uninterrupted run also passed
+    # through (a GAN step is several updates); on several ranks, all stop after the same step.
+    interrupted: list[int] = []
+    previous_handlers: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
-    bar = progress_bar(total=steps, initial=start, desc=f"training {model}", unit="step", enabled=progress)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous_handlers[signum] = signal.signal(signum, lambda signum, frame: interrupted.append(signum))
+    bar = progress_bar(total=steps, initial=start, desc=f"training {model}", unit="step",
+                       enabled=progress and ranks.rank == 0)
     logs: dict[str, float] = dict(ckpt["extra"].get("last_logs", {})) if ckpt is not None else {}
     step = start
+    stopping = False
     net.train()
     window_start, window_images = time.perf_counter(), 0
     try:
         batches = _batches(loader, dev, substitutions)
-        while step < steps and not interrupted:
+        while step < steps and not stopping:
             batch = next(batches)
+            batch.offset, batch.global_size, batch.seed = ranks.rank * share, B, seed_for(seed, 3, step)
+            # draws per activation (dropout) from a generator seeded per step and rank: a resumed run
+            # makes the uninterrupted run's, on as many ranks
+            torch.manual_seed(seed_for(seed, 4, step, ranks.rank))
             with step_context:
                 logs = net.train_step(batch, step, optimizers)
+            logs = distributed.all_mean(logs, dev)
             step += 1
             if not math.isfinite(logs["loss"]):
                 raise FloatingPointError(f"the loss became {logs['loss']} at step {step}; "
                                          f"stopped without writing {out}")
+            stopping = distributed.any_rank(bool(interrupted), dev)
             window_images += B
             elapsed = time.perf_counter() - window_start
             bar.update(1)
             if elapsed > 1.0 or step == steps:
                 bar.set_postfix(loss=f"{logs['loss']:.4g}", img_s=f"{window_images / elapsed:.1f}")
                 window_start, window_images = time.perf_counter(), 0
-            if save_every and step % save_every == 0 and step < steps:
+            if save_every and step % save_every == 0 and step < steps and not stopping:
                 save(step, logs)
     finally:
         bar.close()
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
-    if substitutions.items:
-        log(f"unreadable images in {dataset_spec.description}: {substitutions.summary()}")
-    if interrupted:
-        save(step, logs)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+    counted = save(step, logs)
+    if counted.items:
+        log(f"unreadable images in {dataset_spec.description}: {counted.summary()}")
+    if stopping:
         log(f"interrupted: wrote {out} at step {step}; continue with --resume {out}")
         raise KeyboardInterrupt
-    save(step, logs)
     summary = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
     log(f"wrote {out} ({model}, {dataset_spec.description}, step {step}{', ' + summary if summary else ''})")
     return out

@@ -89,7 +89,7 @@ from .quantization import (
     rebalancing_weights,
 )
 from .registry import register
-from .training import TrainableColorizer, TrainBatch
+from .training import TrainableColorizer, TrainBatch, TrainingForward
 
 __all__ = [
     "Zhang2016Config", "Zhang2016", "zhang2016", "eccv16_blocks", "estimate_prior", "estimate_prepared",
@@ -270,11 +270,15 @@ class Zhang2016(TrainableColorizer):
     def load_prepared(self, prepared: Mapping[str, Any]) -> None:
         self.class_weights.copy_(_class_weights(prepared, self.bin_centres(), self.cfg.rebalance_lambda))
 
+    def training_forwards(self) -> dict[str, TrainingForward]:
+        return {"logits": TrainingForward(self.logits, [self])}
+
     def train_step(self, batch: TrainBatch, step: int, optimizers: Mapping[str, tuple]) -> dict[str, float]:
         optimizer, scheduler = optimizers["net"]
         with float32(batch.rgb.device):    # the batch and its targets in float32 under bf16 autocast too
             lab = rgb_to_lab(batch.rgb)                                    # (B, 3, H, W) float32
-        loss = self.loss(self.logits(lab[:, :1]).float(), lab[:, 1:])      # the loss in float32 on any device
+        logits = self.replica("logits")(lab[:, :1])
+        loss = self.loss(logits.float(), lab[:, 1:])                       # the loss in float32 on any device
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -17,29 +17,17 @@ import torch
 from django.core.management import call_command
 from torch import nn
 
-from colorizers import get_colorizer
 from colorizers.checkpoint import load_checkpoint, save_checkpoint
 from colorizers.train import build_parser, main, run
 from colorizers.training import (
     TrainBatch, TrainError, _from_plain, precision_context, resolve_precision, train,
 )
 from tests.conftest import colour_image
+from tests.tiny_models import CONFIGS, tiny_model
 from vtt.management.commands.train_colorizer import Command as TrainColorizer
 
 CPU = torch.device("cpu")
 
-# the tiny configurations of each model's own tests
-CONFIGS: dict[str, dict[str, Any]] = {
-    "zhang2016": {"width_mult": 1 / 16},
-    "lal2017": {"width_mult": 1 / 16, "critic_width_mult": 1 / 8, "num_classes": 4, "n_critic": 1},
-    "liang2016": {"widths": [4, 4, 4, 4], "mse_iters": 1},      # step 1 trains with the KL loss
-    "pixcolor": {"image_size": 32, "trunk_layers": [1, 1, 1], "trunk_width": 8, "cond_channels": 8,
-                 "pixelcnn_channels": 8, "pixelcnn_blocks": 2, "first_kernel": 3, "block_kernel": 3,
-                 "hidden": 16, "bins": 4, "refine_width": 8},
-    "royer2017": {"working_size": 32, "embed_widths": [4, 4, 8, 8], "embed_blocks": 1, "embed_dilations": [2],
-                  "embed_dilated_blocks": 1, "embed_channels": 16, "channels": 8, "n_blocks": 2, "n_mix": 2,
-                  "dropout": 0.0, "polyak": False},
-}
 MODELS = list(CONFIGS)
 
 # (module, name) of the function that computes each model's loss from the network's outputs
@@ -88,17 +76,6 @@ def photo_batch(seed: int) -> TrainBatch:
     rgb = torch.stack([torch.from_numpy(np.asarray(colour_image(2 * seed + i, (32, 32)), dtype=np.float32))
                        for i in range(2)]).permute(0, 3, 1, 2) / 255
     return TrainBatch(rgb=rgb.contiguous(), labels=torch.tensor([0, 3]))
-
-
-def tiny_model(model: str, seed: int) -> tuple[nn.Module, dict[str, tuple]]:
-    """The model with weights from ``seed``, in training mode, and its optimisers."""
-    torch.manual_seed(seed)
-    net = get_colorizer(model)(**CONFIGS[model])
-    if model == "liang2016":   # its output layer starts at zero (grey, exactly, in any precision): give it weights
-        for patch_net in (net.net_u, net.net_v):
-            nn.init.normal_(patch_net.out.weight, std=0.1)
-    optimizers = net.configure_optimizers({**net.default_train_config(), "lr": 1e-3})
-    return net.train(), optimizers
 
 
 def one_step(model: str, seed: int, precision: str) -> dict[str, float]:

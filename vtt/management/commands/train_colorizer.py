@@ -5,13 +5,15 @@ from django.core.management.base import BaseCommand, CommandError
 
 from colorizers import train as train_cli
 from colorizers.checkpoint import sha256_file
+from colorizers.distributed import from_environment
 from vtt.management.help import KeepLinesFormatter
 
 
 class Command(BaseCommand):
     help = (
         "Train a registered colorizer on demo, folder or ImageNet-train photos with its paper's optimiser "
-        "and write a checkpoint for generate_pairs --checkpoint NAME=PATH (same options as python -m colorizers.train)."
+        "and write a checkpoint for generate_pairs --checkpoint NAME=PATH (same options as python -m colorizers.train; "
+        "on several GPUs: torchrun --standalone --nproc-per-node N manage.py train_colorizer ...)."
     )
 
     def create_parser(self, prog_name, subcommand, **kwargs):
@@ -31,5 +33,5 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except KeyboardInterrupt:
             raise CommandError("interrupted (a checkpoint of the last finished step was written)") from None
-        if verbose:
+        if verbose and from_environment().rank == 0:      # under torchrun, rank 0 wrote the checkpoint
             self.stdout.write(self.style.SUCCESS(f"sha256 {sha256_file(out)}"))
