@@ -6,6 +6,10 @@
         --config width_mult=0.125 --lr 1e-3 --out ckpt/lal2017-demo.pt
     python -m colorizers.train --model zhang2016 --data demo --steps 600 --resume ckpt/z.pt --out ckpt/z.pt
     python -m colorizers.train --model mean_chroma --data demo --out ckpt/mean_chroma.pt
+    torchrun --standalone --nproc-per-node 8 -m colorizers.train --model pixcolor \\
+        --data imagenet-train:/data/imagenet/train --out ckpt/pixcolor.pt --save-every 5000
+
+Under torchrun every rank trains its share of each global batch (`colorizers.distributed`).
 
 Models that implement the training protocol of `colorizers.training` are trained
 there (random crops, the paper's optimiser, checkpoints with the full training
@@ -73,7 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, help="checkpoint file to write (atomically)")
     parser.add_argument("--steps", type=int, help="training steps to reach (default: the paper's number)")
-    parser.add_argument("--batch-size", type=int, help="images per step (default: the paper's)")
+    parser.add_argument("--batch-size", type=int,
+                        help="images per step, over all ranks (default: the paper's); under torchrun a multiple "
+                             "of the number of ranks")
     parser.add_argument("--crop", type=int, help="side of the random square training crops (default: the paper's)")
     parser.add_argument("--resize", type=int,
                         help="shorter side images are scaled to before cropping (default: crop x 8/7)")
@@ -98,19 +104,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-every", type=int, default=0, metavar="N",
                         help="also write the checkpoint every N steps (default: 0, only at the end)")
     parser.add_argument("--workers", type=int,
-                        help="data loading processes (default: on CUDA the CPU cores - 1, at most 8; "
-                             "on the CPU 0, loading in the training process)")
+                        help="data loading processes per rank (default: on CUDA the machine's CPU cores / its ranks - 1, "
+                             "at most 8; on the CPU 0, loading in the training process)")
     parser.add_argument(
         "--size", type=int, default=256,
         help="mean_chroma only: resize every image so its shorter side has this many pixels (default: 256)",
     )
 
 
+DESCRIPTION = """\
+Train a colorizer on a set of photos and write its checkpoint.
+
+On several GPUs or machines, start one process per GPU with torchrun (same options):
+  torchrun --standalone --nproc-per-node 8 -m colorizers.train --model zhang2016 \\
+      --data imagenet-train:/data/imagenet/train --out ckpt/zhang2016.pt --save-every 5000
+  torchrun --nnodes 2 --node-rank K --nproc-per-node 8 --rdzv-backend c10d \\
+      --rdzv-endpoint HOST:29500 -m colorizers.train ...   (on each machine K = 0, 1)
+  torchrun --standalone --nproc-per-node 8 manage.py train_colorizer ...
+Each rank trains on its share of every global batch with DistributedDataParallel (nccl
+on GPUs, gloo on the CPU); --batch-size stays the global batch (the paper's) and must be
+a multiple of the number of ranks; BatchNorm sees the whole global batch. Rank 0 writes
+the checkpoint, and --resume continues it on any number of ranks that divides the batch.
+--workers counts loader processes per rank. Ctrl-C or SIGTERM stops all ranks after the
+same step and writes the checkpoint."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface (every option documented in --help)."""
     parser = argparse.ArgumentParser(
         prog="python -m colorizers.train",
-        description="Train a colorizer on a set of photos and write its checkpoint.",
+        description=DESCRIPTION,
         epilog=settings_epilog(), formatter_class=KeepLinesFormatter,
     )
     add_arguments(parser)

@@ -32,7 +32,17 @@ checkpoint half for free) that provides:
     One training step on one batch: forward, backward, the optimisers' ``step()``
     and the schedulers' (a GAN alternates critic and generator updates here).
     Returns the scalars to log, always including ``"loss"``. ``step`` counts
-    from 0; the trainer has put the model in training mode.
+    from 0; the trainer has put the model in training mode. The networks whose
+    parameters a backward pass trains are called through ``self.replica(name)``
+    (below); a mean over a subset of the batch counted at run time divides by
+    `colorizers.distributed.shared_divisor` of the count; per-item random draws come
+    from ``batch.uniform``. Then the step on several ranks is the one-process step.
+``training_forwards(self) -> dict[str, TrainingForward]`` (for several ranks)
+    Names the calls of ``train_step`` whose backward passes train parameters, each
+    with the modules whose parameters it trains (no parameter in two), e.g. Lal et
+    al.'s ``generator`` and ``critic``. On several ranks the trainer wraps each in
+    DistributedDataParallel and ``replica(name)`` returns the wrapper; on one it
+    returns the call itself.
 ``@classmethod prepare(cls, config, batches) -> dict`` (optional) and ``load_prepared(self, prepared)``
     Statistics estimated from the training data before step 0 (Zhang et al.'s
     empirical colour prior): ``batches`` yields `TrainBatch` objects over one pass
@@ -69,8 +79,24 @@ mirrored with probability 1/2. The order of images is a fresh permutation of the
 set every epoch. All randomness of the data (order, crop, flip) is a function of
 ``--seed`` and the sample's position in the stream, never of the worker that
 loads it, so a run resumed from a checkpoint sees exactly the batches the
-uninterrupted run would have, and the global torch RNG state is saved with the
-checkpoint: on one device, resuming gives the same weights as not stopping.
+uninterrupted run would have. The global torch generator, which draws what a model
+draws per activation (dropout), is seeded at every step from (seed, step, rank), so
+it needs no saving: resuming gives the same weights as not stopping.
+
+Several ranks (``torchrun --standalone --nproc-per-node N -m colorizers.train ...``;
+across machines ``torchrun --nnodes M --node-rank K --rdzv-endpoint HOST:PORT ...``):
+each process reads the rank, world size and local rank torchrun sets, joins the
+process group (nccl on CUDA, GPU ``LOCAL_RANK``; gloo on the CPU) and trains on its
+``batch_size / N`` slice of every global batch (`_RankPositions`): the global batch is
+the paper's whatever N, an epoch is still one pass over the set, and a batch that N
+does not divide is refused. What makes the run the one-process run of its global batch
+(gradients averaged by DistributedDataParallel, BatchNorm over the global batch, means
+and per-item draws of the global batch) is in `colorizers.distributed`. Rank 0
+estimates ``prepare``'s statistics and hands them to the others; rank 0 alone writes
+checkpoints, which hold no per-rank state, so a run resumes on any number of ranks
+that divides its batch, to the same weights up to rounding (bit for bit on as many
+ranks; Royer et al.'s dropout masks, drawn per rank, are the exception: statistically
+the same run). Ctrl-C and SIGTERM stop every rank after the same step.
 
 A file that cannot be decoded (corrupt or truncated JPEG, unreadable file) does
 not stop the run: its items take the image at the next position of the epoch's
@@ -120,10 +146,10 @@ the option were trained in fp32.
 
 Checkpoints (see `colorizers.checkpoint`; they load with
 ``torch.load(weights_only=True)``) are written atomically at the end, every
-``save_every`` steps and on Ctrl-C (after the step in hand). ``config`` is the
-model's, ``extra`` holds the data description, its hash, the step, the seed, the
-train config, the precision, the prepared statistics, the optimisers' and
-schedulers' states and the RNG state.
+``save_every`` steps and on Ctrl-C or SIGTERM (after the step in hand). ``config``
+is the model's, ``extra`` holds the data description, its hash, the step, the seed,
+the train config, the precision, the number of ranks of the run that wrote it, the
+prepared statistics and the optimisers' and schedulers' states.
 The data hash is SHA-256 over ``"{name}\\t{sha256 of the file}\\n"`` of the
 sorted file names (``data_hash_kind: "content"``); for sets above 4 GiB, where
 reading every byte would take longer than many training steps, over
@@ -693,16 +719,18 @@ def precision_context(precision: str, device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def default_workers(device: torch.device) -> int:
-    """Loader processes: on CUDA, the cores but one (at most 8); on the CPU, none.
+def default_workers(device: torch.device, ranks_here: int = 1) -> int:
+    """Loader processes per rank: on CUDA, this machine's cores but one per rank (at most 8); on the CPU, none.
 
-    Training on the CPU already keeps every core busy with torch's threads, which
-    spin while they wait; a loader process then competes with them for the cores
-    (on 2 cores, 600 demo steps took 7 times longer with one than without).
+    ``ranks_here``: the training processes on this machine (torchrun's
+    ``LOCAL_WORLD_SIZE``), which share its cores. Training on the CPU already keeps
+    every core busy with torch's threads, which spin while they wait; a loader
+    process then competes with them for the cores (on 2 cores, 600 demo steps took
+    7 times longer with one than without).
     """
     if device.type != "cuda":
         return 0
-    return min(8, max(0, (os.cpu_count() or 1) - 1))
+    return min(8, max(0, (os.cpu_count() or 1) // max(1, ranks_here) - 1))
 
 
 def train(
@@ -861,7 +889,8 @@ def _train(cls: type, ranks: distributed.Ranks, dev: torch.device, *, model: str
         except (KeyError, ValueError, RuntimeError) as exc:
             raise TrainError(f"cannot resume from {resume}: {exc}") from None
 
-    workers = default_workers(dev) if workers is None else workers
+    if workers is None:
+        workers = default_workers(dev, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     prepared: dict[str, Any] = {}
     if ckpt is not None:
         prepared = _from_plain(ckpt["extra"].get("prepared", {}))
