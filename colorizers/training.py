@@ -814,7 +814,9 @@ def _train(cls: type, ranks: distributed.Ranks, dev: torch.device, *, model: str
         raise TrainError(str(exc)) from None
     if not dataset_spec.names:
         raise TrainError(f"no images in {data}")
-    hash_kind, digest = data_fingerprint(dataset_spec.root, dataset_spec.names)
+    # rank 0 reads the set (every file's bytes up to 4 GiB) and hands the hash to the others
+    hash_kind, digest = distributed.broadcast(
+        data_fingerprint(dataset_spec.root, dataset_spec.names) if ranks.rank == 0 else None, dev)
 
     overrides = {k: v for k, v in (("batch_size", batch_size), ("crop", crop), ("resize", resize), ("lr", lr))
                  if v is not None}

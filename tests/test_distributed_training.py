@@ -340,6 +340,21 @@ def test_a_killed_two_rank_run_resumes_to_the_uninterrupted_weights_on_two_ranks
     assert relative_distance(weights(alone), weights(straight), start) < CLOSE["zhang2016"]
 
 
+def test_sigterm_stops_both_ranks_after_the_same_step_and_rank_0_writes_it(photo_dir, tmp_path):
+    out = tmp_path / "stopped.pt"
+    proc = torchrun(*options(photo_dir, out, "zhang2016", CONFIGS["zhang2016"], 500, "--save-every", "1"))
+    deadline = time.monotonic() + WAIT
+    while (checkpoint_step(out) or 0) < 1:
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, "no checkpoint at step 1"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)       # torchrun passes it to the ranks, as a cluster's preemption does
+    output, _ = proc.communicate(timeout=WAIT)
+    at = checkpoint_step(out)
+    assert at is not None and at < 500
+    assert f"interrupted: wrote {out} at step {at}; continue with --resume {out}" in output
+
+
 def test_a_global_batch_the_ranks_cannot_split_is_refused(photo_dir, tmp_path):
     proc = torchrun(*options(photo_dir, tmp_path / "x.pt", "zhang2016", CONFIGS["zhang2016"], 2), ranks=3)
     output, _ = proc.communicate(timeout=WAIT)
