@@ -210,7 +210,7 @@ class TrainBatch:
     labels: torch.Tensor    # (B,) long, ImageNet class index or -1 when unknown
     offset: int = 0         # position of this slice's first item in the global batch
     global_size: int | None = None    # items in the global batch, all ranks (None: this batch is all of it)
-    seed: int = 0           # the step's seed, the same on every rank
+    seed: int | None = None  # the step's seed, the same on every rank (set by the trainer)
 
     def uniform(self, *shape: int, salt: int = 0) -> torch.Tensor:
         """Uniform draws in [0, 1), ``shape`` per item: (B, *shape) on the batch's device.
@@ -220,7 +220,11 @@ class TrainBatch:
         by the step's seed and ``salt`` (one per use within a step), and this
         slice's rows are kept. So randomness per item does not tie a run to its
         number of ranks, and a resumed run draws what the uninterrupted one did.
+        A batch without a step seed (one made outside the trainer) draws from the
+        global torch generator.
         """
+        if self.seed is None:
+            return torch.rand((len(self.rgb), *shape), device=self.rgb.device)
         total = self.global_size or len(self.rgb)
         generator = torch.Generator(device=self.rgb.device).manual_seed(seed_for(self.seed, salt))
         draws = torch.rand((total, *shape), generator=generator, device=self.rgb.device)
@@ -754,6 +758,9 @@ def train(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Train registered colorizer ``model`` and write its checkpoint to ``out``.
+
+    Under torchrun (``WORLD_SIZE`` set) this process is one rank of the run: see
+    the module docstring and `colorizers.distributed`.
 
     ``steps`` is the step count to reach (a resumed run continues from its
     checkpoint's step up to it; default: the paper's, from the train config).
