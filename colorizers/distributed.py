@@ -50,7 +50,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 __all__ = [
-    "Ranks", "from_environment", "start", "stop", "world_size", "rank", "all_sum", "shared_divisor",
+    "Ranks", "from_environment", "start", "barrier", "stop", "world_size", "rank", "all_sum", "shared_divisor",
     "all_mean", "any_rank", "broadcast", "gather", "GlobalBatchNorm2d", "global_batchnorm", "TrainingForward",
     "replicate", "seed_for",
 ]
@@ -99,6 +99,13 @@ def start(ranks: Ranks, device: torch.device) -> torch.device:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT,
                                 **({"device_id": device} if device.type == "cuda" else {}))
     return device
+
+
+def barrier() -> None:
+    """Wait until every rank is here (before leaving the group, so that none leaves while another still
+    talks to it: rank 0 may be writing the checkpoint after the last collective)."""
+    if dist.is_initialized():
+        dist.barrier()
 
 
 def stop() -> None:

@@ -1011,6 +1011,7 @@ def _train(cls: type, ranks: distributed.Ranks, dev: torch.device, *, model: str
     counted = save(step, logs)
     if counted.items:
         log(f"unreadable images in {dataset_spec.description}: {counted.summary()}")
+    distributed.barrier()          # every rank leaves once rank 0 has written the checkpoint
     if stopping:
         log(f"interrupted: wrote {out} at step {step}; continue with --resume {out}")
         raise KeyboardInterrupt
