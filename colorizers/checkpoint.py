@@ -132,8 +132,9 @@ def export_weights(
     """Write a weights-only copy of checkpoint ``src`` to ``dst``, for serving and shipping.
 
     The copy keeps the model name, config, weights and provenance (data, data hash,
-    seed, train config, step, last losses), drops the optimiser, scheduler and RNG
-    states that only resuming a run needs. It loads like any checkpoint; it cannot be
+    seed, train config, step, last losses), drops the optimiser and scheduler states
+    that only resuming a run needs (and the RNG state that checkpoints written before
+    the trainer seeded each step held). It loads like any checkpoint; it cannot be
     resumed.
     """
     ckpt = load_checkpoint(src, expected_model=expected_model)

@@ -8,7 +8,7 @@ Usage (from the repository root, with the project's environment)::
 Every model trains on the 20 ``train`` photos of ``photos.csv``, never on the 24
 ``test`` photos that the demo experiment rates, with the exact command in `RECIPES`
 (``python -m colorizers.train --data demo ...``), run as a subprocess from the
-repository root. The full checkpoint (weights and the optimiser, scheduler and RNG
+repository root. The full checkpoint (weights and the optimiser and scheduler
 states that ``--resume`` needs) stays in ``--workdir``; a weights-only copy
 (`colorizers.checkpoint.export_weights`, loadable with
 ``torch.load(weights_only=True)``) goes to ``data/demo/models/<name>.pt``, and
@@ -20,7 +20,10 @@ manifest and loads it strictly.
 
 Training is deterministic on one machine for a given torch build, but not across
 CPUs (vectorised kernels sum in different orders): a rerun elsewhere gives other
-weights of the same quality and a new SHA-256 in the manifest.
+weights of the same quality and a new SHA-256 in the manifest. The shipped lal2017
+and royer2017 files were trained before the trainer drew the gradient penalty's
+mixing weights per item of the global batch and seeded dropout per step (for
+training on several ranks): a rerun of their commands now draws other numbers.
 
 The recipes
 -----------
