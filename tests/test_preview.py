@@ -110,6 +110,30 @@ def test_the_catch_rule_screens_out_in_a_preview_and_it_says_where_the_participa
     assert database() == before
 
 
+def test_an_image_request_sent_before_an_answer_cannot_undo_it(draft, settings):
+    """The preview's state is the signed session cookie. A request that changes nothing must not send it back:
+    an image request made with the cookie from before an answer, and answered after it, would put the state
+    from before the answer back, and the next answer would be refused ("no such trial in this session")."""
+    key = preview.preview_key(draft, hours=1)
+    client = Client()
+    client.get(reverse("vtt:preview", args=[draft.slug]), {"key": key})
+    started = client.post(reverse("vtt:preview_start", args=[draft.slug]))
+    current = state_of(client.get(started["Location"]))["current"]
+    before_answer = client.cookies[settings.SESSION_COOKIE_NAME].value
+    answered = client.post(reverse("vtt:preview_answer", args=[draft.slug]),
+                           {"trial": current["token"], "choice": "L"}, **JSON)
+    assert answered.status_code == 200
+    after_answer = client.cookies[settings.SESSION_COOKIE_NAME].value
+    client.cookies[settings.SESSION_COOKIE_NAME] = before_answer      # the image request sent before the answer
+    late = client.get(current["right"])
+    assert late.status_code == 200
+    assert settings.SESSION_COOKIE_NAME not in late.cookies              # it leaves the cookie alone
+    client.cookies[settings.SESSION_COOKIE_NAME] = after_answer         # what the browser then holds
+    following = answered.json()["current"]
+    assert client.post(reverse("vtt:preview_answer", args=[draft.slug]),
+                       {"trial": following["token"], "choice": "L"}, **JSON).status_code == 200
+
+
 def test_a_signed_link_lets_anyone_preview_until_it_expires(draft):
     key = preview.preview_key(draft, hours=1)
     before = database()

@@ -93,7 +93,12 @@ def authorize(request, experiment: Experiment, key: str | None = None) -> None:
         raise PreviewDenied("A preview is for staff, or for holders of a preview link: ask the experimenter for one "
                             "(manage.py experiment preview-link SLUG).")
     check_key(experiment, key)
-    request.session[f"{LINK_KEY}{experiment.pk}"] = key
+    # Written only when it changes: writing marks the session modified, and the session is the signed cookie
+    # that also holds the preview's state, so every response would carry the cookie. An image request sent
+    # before an answer and answered after it would then put back the state from before the answer (seen as
+    # "no such trial in this session" for the next answer on a loaded machine).
+    if request.session.get(f"{LINK_KEY}{experiment.pk}") != key:
+        request.session[f"{LINK_KEY}{experiment.pk}"] = key
 
 
 # --- the session ---------------------------------------------------------------------------
