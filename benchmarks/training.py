@@ -95,13 +95,13 @@ def run(args: argparse.Namespace, device: torch.device, ranks: distributed.Ranks
         for step in range(args.steps + 1):
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            distributed.any_rank(False, device)        # all ranks start the step together
+            distributed.barrier()        # all ranks start the step together
             start = time.perf_counter()
             with training.precision_context(precision, device):
                 model.train_step(data, step, optimizers)
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            distributed.any_rank(False, device)        # and the step ends with the slowest
+            distributed.barrier()        # and the step ends with the slowest
             times.append(time.perf_counter() - start)
         per_step = min(times[1:])
         rate = batch / per_step

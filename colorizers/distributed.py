@@ -51,7 +51,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 __all__ = [
     "Ranks", "from_environment", "start", "barrier", "stop", "world_size", "rank", "all_sum", "shared_divisor",
-    "all_mean", "any_rank", "broadcast", "gather", "GlobalBatchNorm2d", "global_batchnorm", "TrainingForward",
+    "divisor_of_total", "all_mean", "any_rank", "broadcast", "gather", "GlobalBatchNorm2d", "global_batchnorm", "TrainingForward",
     "replicate", "seed_for",
 ]
 
@@ -137,8 +137,12 @@ def shared_divisor(count: torch.Tensor | float) -> torch.Tensor:
     average of (rank sum / this) is the gradient of (global sum / global count),
     the one-process run's mean. On one process it is ``max(count, 1)``.
     """
-    count = torch.as_tensor(count, dtype=torch.float32)
-    return all_sum(count).clamp(min=1) / world_size()
+    return divisor_of_total(all_sum(torch.as_tensor(count, dtype=torch.float32)))
+
+
+def divisor_of_total(total: torch.Tensor) -> torch.Tensor:
+    """`shared_divisor` of a count already summed over the ranks (by `all_sum`, for a caller that needs it too)."""
+    return total.clamp(min=1) / world_size()
 
 
 def all_mean(values: Mapping[str, float], device: torch.device) -> dict[str, float]:

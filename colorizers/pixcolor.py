@@ -590,7 +590,7 @@ class PixColor(TrainableColorizer):
             colorness = (2 * data["cbcr"]).square().sum(1).sqrt().flatten(1).mean(1)   # (B,)
             keep = (colorness >= cfg["colorness_threshold"]).to(data["cbcr"].dtype)
         kept_everywhere = distributed.all_sum(keep.sum().float())         # the global batch's count
-        divisor = kept_everywhere.clamp(min=1) / distributed.world_size()  # see distributed.shared_divisor
+        divisor = distributed.divisor_of_total(kept_everywhere)
         train_trunk = not (self.config["trunk_init"] == "pretrained" and step < cfg["trunk_frozen_steps"])
 
         def weighted(per_image: torch.Tensor) -> torch.Tensor:
